@@ -1,0 +1,32 @@
+"""nerfkit: Neural Radiance Fields on PyTorch.
+
+The public API. Rendering and sampling functions keep nerfacc's names and semantics, so
+``import nerfkit as nerfacc`` works for the functions listed here.
+"""
+
+from .cameras import Cameras, look_at, rays_from_pixels
+from .encoders import FrequencyEncoder
+from .fields import VanillaFieldConfig, VanillaNeRFField
+from .render import (accumulate_along_rays, exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum,
+                     pack_info, render_transmittance_from_alpha, render_transmittance_from_density,
+                     render_visibility_from_alpha, render_visibility_from_density, render_weight_from_alpha,
+                     render_weight_from_density, rendering)
+from .sampling import merge_edges, ray_aabb_intersect, sample_pdf, stratified_edges
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # cameras and rays
+    "Cameras", "look_at", "rays_from_pixels",
+    # encoders and fields
+    "FrequencyEncoder", "VanillaFieldConfig", "VanillaNeRFField",
+    # packing and scans
+    "pack_info", "inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod",
+    # volume rendering (nerfacc names)
+    "render_transmittance_from_alpha", "render_transmittance_from_density",
+    "render_weight_from_alpha", "render_weight_from_density",
+    "render_visibility_from_alpha", "render_visibility_from_density",
+    "accumulate_along_rays", "rendering",
+    # sampling
+    "ray_aabb_intersect", "stratified_edges", "sample_pdf", "merge_edges",
+]

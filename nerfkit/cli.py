@@ -1,0 +1,166 @@
+"""``nerfkit train | eval | render``: the command-line interface, generated from dataclass configs by tyro."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from .data.scene import DataError
+from .train.config import TrainConfig
+
+__all__ = ["EvalConfig", "RenderConfig", "main", "load_run"]
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate a trained run: PSNR and SSIM over a split, rendered RGB/depth/opacity images, a JSON report."""
+
+    run: Path = Path("runs/builtin")
+    """Run folder written by 'nerfkit train'."""
+    split: Literal["test", "val", "train"] = "test"
+    """Split to evaluate."""
+    checkpoint: Path | None = None
+    """A specific checkpoint file (default: the run's latest)."""
+    output: Path | None = None
+    """Where to write images and results.json (default: RUN/eval-SPLIT)."""
+    max_images: int | None = None
+    """Evaluate only the first N images (default: all)."""
+    chunk: int = 8192
+    """Rays rendered at once."""
+    device: str = "auto"
+    """'auto', 'cpu', 'cuda', ..."""
+
+    def __post_init__(self) -> None:
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError(f"--max-images must be >= 1, got {self.max_images}")
+        if self.chunk < 1:
+            raise ValueError(f"--chunk must be >= 1, got {self.chunk}")
+
+
+@dataclass
+class RenderConfig:
+    """Render an orbit video of a trained run (cameras circle the scene at the test cameras' distance)."""
+
+    run: Path = Path("runs/builtin")
+    """Run folder written by 'nerfkit train'."""
+    checkpoint: Path | None = None
+    """A specific checkpoint file (default: the run's latest)."""
+    output: Path | None = None
+    """Video file, .mp4 or .gif (default: RUN/orbit.mp4)."""
+    frames: int = 48
+    """Number of frames in one full orbit."""
+    fps: int = 24
+    """Frames per second."""
+    elevation: float | None = None
+    """Orbit elevation in degrees (default: the test cameras' mean)."""
+    scale: float = 1.0
+    """Resolution relative to the test images."""
+    chunk: int = 8192
+    """Rays rendered at once."""
+    device: str = "auto"
+    """'auto', 'cpu', 'cuda', ..."""
+
+    def __post_init__(self) -> None:
+        for name, ok in {"frames": self.frames >= 1, "fps": self.fps >= 1, "scale": 0 < self.scale <= 8,
+                         "chunk": self.chunk >= 1}.items():
+            if not ok:
+                raise ValueError(f"--{name} has an invalid value: {getattr(self, name)!r}")
+
+
+def load_run(run: Path, checkpoint: Path | None, device_name: str):
+    """Rebuilds ``(config, model, scene, device)`` from a run folder and a checkpoint."""
+    from .data import load_scene
+    from .train.checkpoint import latest_checkpoint, load_checkpoint
+    from .train.config import from_dict
+    from .train.trainer import build_model, resolve_device
+
+    if not run.is_dir():
+        raise DataError(f"run folder not found: {run} (train one with 'nerfkit train --output {run}')")
+    device = resolve_device(device_name)
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise DataError(f"checkpoint not found: {checkpoint}")
+        state = load_checkpoint(checkpoint, device)
+    else:
+        found = latest_checkpoint(run / "checkpoints", device)
+        if found is None:
+            raise DataError(f"no checkpoint in {run / 'checkpoints'}")
+        checkpoint, state = found
+    cfg = from_dict(TrainConfig, state["config"])
+    scene = load_scene(cfg.data)
+    model = build_model(cfg, scene).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    print(f"loaded {checkpoint} (step {state['step']})")
+    return cfg, model, scene, device
+
+
+def run_train(cfg: TrainConfig) -> None:
+    from .train.trainer import train
+
+    result = train(cfg)
+    psnr = "n/a" if result.val_psnr is None else f"{result.val_psnr:.2f} dB"
+    print(f"trained {result.step} steps in {result.elapsed:.1f} s; validation PSNR {psnr}; "
+          f"checkpoint {result.checkpoint}")
+
+
+def run_eval(cfg: EvalConfig) -> None:
+    from .eval.render import evaluate_split
+
+    train_cfg, model, scene, device = load_run(cfg.run, cfg.checkpoint, cfg.device)
+    split = scene.split(cfg.split).to(device)
+    n = len(split) if cfg.max_images is None else min(cfg.max_images, len(split))
+    out_dir = cfg.output or cfg.run / f"eval-{cfg.split}"
+    report = evaluate_split(model, split, train_cfg.data.eval_background, cfg.chunk, list(range(n)), out_dir,
+                            (scene.near, scene.far))
+    print(json.dumps({k: v for k, v in report.items() if k != "images"}, indent=2))
+    print(f"{cfg.split} PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.4f} over {n} images "
+          f"({split.cameras.width}x{split.cameras.height}); images and results.json in {out_dir}")
+
+
+def run_render(cfg: RenderConfig) -> None:
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .eval.render import render_camera
+    from .eval.video import orbit_cameras, write_video
+
+    train_cfg, model, scene, device = load_run(cfg.run, cfg.checkpoint, cfg.device)
+    reference = scene.splits.get("test", scene.split("train")).cameras
+    if cfg.scale != 1.0:
+        reference = reference.scaled(cfg.scale)
+    cameras = orbit_cameras(reference, cfg.frames, cfg.elevation).to(device)
+    frames = []
+    for i in tqdm(range(cfg.frames), desc="rendering"):
+        rgb = render_camera(model, cameras, i, train_cfg.data.eval_background, cfg.chunk)["rgb"]
+        frames.append((rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8))
+    path = write_video(cfg.output or cfg.run / "orbit.mp4", frames, cfg.fps)
+    print(f"wrote {path} ({cfg.frames} frames, {cameras.width}x{cameras.height})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tyro
+
+    commands = {"train": TrainConfig, "eval": EvalConfig, "render": RenderConfig}
+    try:
+        cfg = tyro.extras.subcommand_cli_from_dict(commands, prog="nerfkit", args=argv,
+                                                   description="nerfkit: train, evaluate and render NeRFs.")
+        if isinstance(cfg, TrainConfig):
+            run_train(cfg)
+        elif isinstance(cfg, EvalConfig):
+            run_eval(cfg)
+        else:
+            run_render(cfg)
+    except (ValueError, DataError, FileNotFoundError) as err:
+        print(f"nerfkit: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

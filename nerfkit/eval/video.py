@@ -1,0 +1,69 @@
+"""Orbit videos around a scene."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras, look_at
+
+__all__ = ["orbit_cameras", "write_video"]
+
+
+def _focus_point(c2w: Tensor) -> Tensor:
+    """The point closest (least squares) to every camera's optical axis ``(3,)``."""
+    origins, axes = c2w[:, :3, 3].double(), -c2w[:, :3, 2].double()
+    axes = axes / axes.norm(dim=-1, keepdim=True)
+    proj = torch.eye(3, dtype=torch.float64) - axes[:, :, None] * axes[:, None, :]  # (n, 3, 3)
+    a, b = proj.sum(0), (proj @ origins[:, :, None]).sum(0)
+    return torch.linalg.lstsq(a, b).solution.squeeze(-1).float()
+
+
+def orbit_cameras(reference: Cameras, n_frames: int, elevation_deg: float | None = None) -> Cameras:
+    """``n_frames`` cameras circling the point the reference cameras look at, with their intrinsics and mean
+    distance; the orbit axis is the mean of their up vectors, the elevation their mean unless given."""
+    c2w = reference.c2w.cpu().float()
+    center = _focus_point(c2w)
+    up = c2w[:, :3, 1].mean(0)
+    up = up / up.norm()
+    offsets = c2w[:, :3, 3] - center
+    radius = offsets.norm(dim=-1).mean()
+    if elevation_deg is None:
+        elevation = torch.asin((offsets @ up / offsets.norm(dim=-1)).clamp(-1, 1)).mean().item()
+    else:
+        elevation = math.radians(elevation_deg)
+    # An orthonormal frame (e1, e2, up) around the orbit axis.
+    helper = torch.tensor([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
+    e1 = torch.linalg.cross(up, helper)
+    e1 = e1 / e1.norm()
+    e2 = torch.linalg.cross(up, e1)
+    angles = torch.linspace(0.0, 2.0 * math.pi, n_frames + 1)[:-1]
+    dirs = (math.cos(elevation) * (torch.cos(angles)[:, None] * e1 + torch.sin(angles)[:, None] * e2)
+            + math.sin(elevation) * up)
+    eyes = center + radius * dirs
+    poses = look_at(eyes, center.expand_as(eyes), up)
+    n = n_frames
+    return Cameras(poses.to(reference.c2w.device), reference.fx[:1].expand(n), reference.fy[:1].expand(n),
+                   reference.cx[:1].expand(n), reference.cy[:1].expand(n), reference.width, reference.height)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
+    """Writes uint8 ``(H, W, 3)`` frames as an MP4 (H.264 through imageio-ffmpeg) or, when the suffix is
+    ``.gif``, a GIF. Returns the path written."""
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stack = np.stack(frames)
+    if path.suffix.lower() == ".gif":
+        imageio.mimwrite(path, list(stack), format="GIF", duration=1000.0 / fps, loop=0)
+        return path
+    # H.264 in yuv420p needs even sizes: pad by replicating the last row/column.
+    h, w = stack.shape[1:3]
+    stack = np.pad(stack, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    imageio.mimwrite(path, list(stack), format="FFMPEG", fps=fps, codec="libx264", quality=8,
+                     macro_block_size=1, pixelformat="yuv420p")
+    return path

@@ -1,0 +1,58 @@
+"""Sums and products along rays, for batched ``(n_rays, n_samples)`` and packed ``(N,)`` samples.
+
+These are the reference implementations: packed inputs are laid out as padded rows, scanned with torch's
+differentiable ``cumsum``/``cumprod`` (whose gradients are exact, zeros included) and packed back.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .pack import packed_to_padded, padded_to_packed
+
+__all__ = ["inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod"]
+
+
+def _scan(inputs: Tensor, packed_info: Tensor | None, op: str, exclusive: bool) -> Tensor:
+    if packed_info is None:
+        rows = inputs
+    else:
+        if inputs.ndim != 1:
+            raise ValueError(f"packed inputs must be 1-D (N,), got shape {tuple(inputs.shape)}")
+        rows, mask = packed_to_padded(inputs, packed_info, fill=0.0 if op == "sum" else 1.0)
+    if op == "sum":
+        out = torch.cumsum(rows, dim=-1)
+        if exclusive:
+            out = out - rows
+    else:
+        if exclusive:
+            rows = torch.cat([torch.ones_like(rows[..., :1]), rows[..., :-1]], dim=-1)
+        out = torch.cumprod(rows, dim=-1)
+    return out if packed_info is None else padded_to_packed(out, mask)
+
+
+def inclusive_sum(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
+    """Cumulative sum along each ray, including the current sample.
+
+    Args:
+        inputs: batched ``(..., n_samples)`` or packed ``(N,)``.
+        packed_info: ``(n_rays, 2)`` for packed input, else ``None``.
+    Returns: a tensor shaped like ``inputs``.
+    """
+    return _scan(inputs, packed_info, "sum", exclusive=False)
+
+
+def exclusive_sum(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
+    """Cumulative sum along each ray of the samples before the current one (0 at each ray's first sample)."""
+    return _scan(inputs, packed_info, "sum", exclusive=True)
+
+
+def inclusive_prod(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
+    """Cumulative product along each ray, including the current sample."""
+    return _scan(inputs, packed_info, "prod", exclusive=False)
+
+
+def exclusive_prod(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
+    """Cumulative product along each ray of the samples before the current one (1 at each ray's first sample)."""
+    return _scan(inputs, packed_info, "prod", exclusive=True)

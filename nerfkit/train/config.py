@@ -1,0 +1,136 @@
+"""Training configuration: dataclasses that are both the defaults and the CLI (through tyro)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..data.builtin import BuiltinSceneConfig
+from ..methods import VanillaConfig
+
+__all__ = ["DataConfig", "TrainConfig", "to_dict", "from_dict", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$NERFKIT_CACHE``, else ``$XDG_CACHE_HOME/nerfkit``, else ``~/.cache/nerfkit``."""
+    if os.environ.get("NERFKIT_CACHE"):
+        return Path(os.environ["NERFKIT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nerfkit"
+
+
+@dataclass
+class DataConfig:
+    """Which data to train on and how to present it."""
+
+    path: Path | None = None
+    """Dataset folder (Blender synthetic layout). Leave unset to use nerfkit's built-in procedural scene."""
+    downscale: int = 1
+    """Shrink images by this integer factor (area averaging)."""
+    background: Literal["white", "black", "random"] = "random"
+    """Background behind RGBA training images: a fixed colour, or a fresh random colour per ray every step."""
+    eval_background: Literal["white", "black"] = "white"
+    """Background for evaluation and rendering (white is the Blender protocol)."""
+    builtin: BuiltinSceneConfig = field(default_factory=BuiltinSceneConfig)
+    """The built-in scene, used when no path is given."""
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    """Where the built-in scene is written (created on first use, reused after)."""
+
+    def __post_init__(self) -> None:
+        if self.downscale < 1:
+            raise ValueError(f"--data.downscale must be >= 1, got {self.downscale}")
+
+
+@dataclass
+class TrainConfig:
+    """Train a NeRF, evaluating on the validation split as it goes and saving checkpoints."""
+
+    output: Path = Path("runs/builtin")
+    """Run folder: checkpoints, metrics log, config, evaluation results."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VanillaConfig = field(default_factory=VanillaConfig)
+    steps: int = 2500
+    """Number of optimisation steps."""
+    max_time: float | None = None
+    """Stop after this many seconds of training (the learning-rate schedule then runs on wall time)."""
+    batch_size: int = 1024
+    """Rays per step."""
+    lr: float = 2e-3
+    """Initial Adam learning rate."""
+    lr_final: float = 1e-4
+    """Learning rate at the last step (exponential decay from lr)."""
+    warmup_steps: int = 50
+    """Linear learning-rate warm-up at the start."""
+    seed: int = 0
+    """Seed for initialisation, ray sampling and stratification."""
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."""
+    threads: int | None = None
+    """CPU threads for torch (default: torch's choice)."""
+    log_every: int = 25
+    """Steps between metrics-log lines."""
+    eval_every: int = 500
+    """Steps between validation passes (0: only at the end)."""
+    eval_images: int = 2
+    """Validation images rendered at each validation pass."""
+    save_every: int = 500
+    """Steps between checkpoints (a checkpoint is always written at the end)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep."""
+    chunk: int = 8192
+    """Rays rendered at once during evaluation."""
+    resume: bool = False
+    """Continue from the latest checkpoint in the output folder."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        checks = {"steps": self.steps >= 1, "batch-size": self.batch_size >= 1, "lr": self.lr > 0,
+                  "lr-final": self.lr_final > 0, "warmup-steps": self.warmup_steps >= 0,
+                  "log-every": self.log_every >= 1, "eval-every": self.eval_every >= 0,
+                  "eval-images": self.eval_images >= 0, "save-every": self.save_every >= 1,
+                  "keep-checkpoints": self.keep_checkpoints >= 1, "chunk": self.chunk >= 1,
+                  "max-time": self.max_time is None or self.max_time > 0,
+                  "threads": self.threads is None or self.threads >= 1}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name} has an invalid value: {getattr(self, name.replace('-', '_'))!r}")
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass as plain JSON-able values (paths as strings, tuples as lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(args[0], value) if len(args) == 1 else value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value)
+    if tp is Path:
+        return Path(value)
+    if origin is tuple:
+        return tuple(value)
+    return value
+
+
+def from_dict(cls: type, data: dict) -> Any:
+    """Rebuilds a dataclass from :func:`to_dict` output (unknown keys are ignored, missing keys default)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)
+              if f.init and f.name in data}
+    return cls(**kwargs)
