@@ -1,0 +1,70 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nerfkit.cli import main
+
+TINY = ["--data.builtin.resolution", "24", "--data.builtin.n-train", "12", "--data.builtin.n-val", "2",
+        "--data.builtin.n-test", "3", "--model.n-coarse", "8", "--model.n-fine", "8",
+        "--model.coarse.depth", "2", "--model.coarse.width", "32", "--model.coarse.skips",
+        "--model.fine.depth", "2", "--model.fine.width", "32", "--model.fine.skips",
+        "--batch-size", "128", "--eval-images", "1", "--no-progress"]
+
+
+def test_help_explains_every_command_and_option(capsys):
+    for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["render", "--help"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("train", "eval", "render", "--steps", "Rays per step", "--data.path", "built-in",
+                 "--split", "--frames", "Frames per second"):
+        assert text in out
+
+
+def test_train_eval_render_end_to_end(tmp_path, tiny_scene_dir, capsys):
+    run = tmp_path / "run"
+    cache = str(tiny_scene_dir.parent)
+    assert main(["train", "--output", str(run), "--steps", "12", "--data.cache-dir", cache] + TINY) == 0
+    assert "trained 12 steps" in capsys.readouterr().out
+    assert main(["eval", "--run", str(run), "--device", "cpu"]) == 0
+    results = json.loads((run / "eval-test" / "results.json").read_text())
+    assert results["n_images"] == 3 and results["resolution"] == [24, 24]
+    assert {p.name for p in (run / "eval-test" / "rgb").iterdir()} == {"r_0.png", "r_1.png", "r_2.png"}
+    assert (run / "eval-test" / "depth" / "r_0.png").is_file()
+    assert main(["render", "--run", str(run), "--frames", "4", "--output", str(run / "orbit.gif")]) == 0
+    assert (run / "orbit.gif").stat().st_size > 0
+    assert main(["render", "--run", str(run), "--frames", "4"]) == 0
+    assert (run / "orbit.mp4").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--steps", "0"], "--steps has an invalid value: 0"),
+    (["train", "--batch-size", "-5"], "--batch-size has an invalid value"),
+    (["train", "--data.downscale", "0"], "--data.downscale must be >= 1"),
+    (["train", "--device", "tpu:9"], "--device 'tpu:9'"),
+    (["train", "--data.path", "/definitely/not/here"], "--data.path /definitely/not/here does not exist"),
+    (["eval", "--run", "/no/such/run"], "run folder not found: /no/such/run"),
+    (["render", "--run", "/no/such/run", "--frames", "0"], "--frames has an invalid value"),
+])
+def test_bad_values_give_clear_errors(argv, message, capsys, tmp_path):
+    argv = [a.replace("OUT", str(tmp_path)) for a in argv] + (["--output", str(tmp_path / "o")]
+                                                              if argv[0] == "train" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_unparseable_values_are_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--steps", "many"])
+    assert info.value.code == 2
+    assert "steps" in capsys.readouterr().err.lower()
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "nerfkit", "--help"], capture_output=True, text=True, check=True)
+    assert "train" in out.stdout
