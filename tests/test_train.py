@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -21,27 +22,24 @@ def tiny_config(tmp_path, cache, **overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def params(model_state):
-    return {k: v for k, v in model_state.items()}
-
-
 def test_resume_continues_exactly_the_same_run(tmp_path, tiny_scene_dir):
     cache = tiny_scene_dir.parent
-    straight = tiny_config(tmp_path / "a", cache, steps=20)
+    straight = tiny_config(tmp_path / "a", cache, steps=20, keep_checkpoints=5)
     train(straight)
     _, state_straight = latest_checkpoint(straight.output / "checkpoints")
 
-    first = tiny_config(tmp_path / "b", cache, steps=10)
-    train(first)
+    # An interrupted run: only the step-10 checkpoint of the same configuration survives.
+    interrupted = tmp_path / "b" / "run" / "checkpoints"
+    interrupted.mkdir(parents=True)
+    shutil.copy(straight.output / "checkpoints" / "step-00000010.pt", interrupted)
     resumed = tiny_config(tmp_path / "b", cache, steps=20, resume=True)
     result = train(resumed)
     assert result.step == 20
     _, state_resumed = latest_checkpoint(resumed.output / "checkpoints")
     for key, value in state_straight["model"].items():
         torch.testing.assert_close(state_resumed["model"][key], value, rtol=0, atol=0, msg=key)
-    # The metrics log shows both halves.
     steps = [json.loads(line)["step"] for line in (resumed.output / "metrics.jsonl").read_text().splitlines()]
-    assert 5 in steps and 20 in steps
+    assert min(steps) == 15 and max(steps) == 20  # the resumed run starts after step 10
 
 
 def test_checkpoints_are_atomic_rotated_and_load_weights_only(tmp_path):
