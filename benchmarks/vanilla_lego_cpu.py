@@ -14,12 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info  # noqa: E402
 
-from nerfkit.data import load_scene  # noqa: E402
 from nerfkit.eval.render import evaluate_split  # noqa: E402
 from nerfkit.train.config import DataConfig, TrainConfig  # noqa: E402
 from nerfkit.train.trainer import train  # noqa: E402
@@ -75,5 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(True)
     main()

@@ -127,10 +127,10 @@ def test_the_sphere_is_view_dependent_and_the_platform_is_not():
     assert (rgb_a - rgb_b).abs().max() > 0.2, (rgb_a, rgb_b)
 
     spot = torch.tensor([0.75, -0.05, builtin._TOP])  # a diffuse platform point, seen from two sides
-    rgb_a, hit_a = centre_pixel((spot + 3 * torch.nn.functional.normalize(torch.tensor([1.0, -0.3, 1.0]), dim=0)).tolist(),
-                                spot.tolist())
-    rgb_b, hit_b = centre_pixel((spot + 3 * torch.nn.functional.normalize(torch.tensor([0.6, 0.8, 0.8]), dim=0)).tolist(),
-                                spot.tolist())
+    side_a = torch.nn.functional.normalize(torch.tensor([1.0, -0.3, 1.0]), dim=0)
+    side_b = torch.nn.functional.normalize(torch.tensor([0.6, 0.8, 0.8]), dim=0)
+    rgb_a, hit_a = centre_pixel((spot + 3 * side_a).tolist(), spot.tolist())
+    rgb_b, hit_b = centre_pixel((spot + 3 * side_b).tolist(), spot.tolist())
     torch.testing.assert_close(hit_a, spot, atol=1e-3, rtol=0)
     torch.testing.assert_close(hit_b, spot, atol=1e-3, rtol=0)
     torch.testing.assert_close(rgb_a, rgb_b, atol=2e-3, rtol=0)

@@ -21,13 +21,15 @@ __all__ = ["VanillaConfig", "VanillaNeRF"]
 
 
 def _small_field() -> VanillaFieldConfig:
-    return VanillaFieldConfig(depth=4, width=128, skips=(2,), color_width=64, pos_freqs=8, dir_freqs=4)
+    return VanillaFieldConfig(depth=4, width=64, skips=(2,), color_width=32, pos_freqs=8, dir_freqs=4)
 
 
 @dataclass
 class VanillaConfig:
-    """Vanilla NeRF. The defaults are sized for CPU training on the built-in scene; the paper uses 64 coarse and
-    128 fine samples and 8x256 MLPs (``--model.coarse.depth 8 --model.coarse.width 256 ...``)."""
+    """Vanilla NeRF. The defaults (two 4x64 MLPs, 32 + 32 samples per ray) are sized for a few minutes of CPU
+    training on the built-in scene; the paper uses 64 coarse + 128 fine samples and two 8x256 MLPs with a skip at
+    layer 4 (``--model.n-fine 128 --model.coarse.depth 8 --model.coarse.width 256 --model.coarse.skips 4
+    --model.coarse.color-width 128 --model.coarse.pos-freqs 10`` and the same for ``--model.fine``)."""
 
     n_coarse: int = 32
     """Stratified samples per ray for the coarse network."""

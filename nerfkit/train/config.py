@@ -53,15 +53,15 @@ class TrainConfig:
     """Run folder: checkpoints, metrics log, config, evaluation results."""
     data: DataConfig = field(default_factory=DataConfig)
     model: VanillaConfig = field(default_factory=VanillaConfig)
-    steps: int = 2500
+    steps: int = 800
     """Number of optimisation steps."""
     max_time: float | None = None
     """Stop after this many seconds of training (the learning-rate schedule then runs on wall time)."""
     batch_size: int = 1024
     """Rays per step."""
-    lr: float = 2e-3
+    lr: float = 3e-3
     """Initial Adam learning rate."""
-    lr_final: float = 1e-4
+    lr_final: float = 3e-4
     """Learning rate at the last step (exponential decay from lr)."""
     warmup_steps: int = 50
     """Linear learning-rate warm-up at the start."""
