@@ -5,7 +5,8 @@ import torch
 
 from nerfkit.render import (accumulate_along_rays, exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum,
                             pack_info, render_transmittance_from_alpha, render_transmittance_from_density,
-                            render_visibility_from_alpha, render_weight_from_alpha, render_weight_from_density,
+                            render_visibility_from_alpha, render_visibility_from_density,
+                            render_weight_from_alpha, render_weight_from_density,
                             rendering)
 
 
@@ -171,3 +172,12 @@ def test_transmittance_from_density_accepts_prefix():
     t0, t1 = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 2.0]])
     trans, _ = render_transmittance_from_density(t0, t1, torch.ones(1, 2), prefix_trans=torch.full((1, 2), 0.5))
     torch.testing.assert_close(trans, torch.tensor([[0.5, 0.5 * math.exp(-1.0)]]))
+
+
+def test_visibility_from_density_matches_alpha_form():
+    g = torch.Generator().manual_seed(4)
+    t0, t1, sigmas = random_intervals(8, 6, g)
+    _, alphas = render_transmittance_from_density(t0, t1, sigmas)
+    for eps, thre in ((1e-4, 0.0), (0.2, 0.0), (1e-4, 0.3)):
+        torch.testing.assert_close(render_visibility_from_density(t0, t1, sigmas, early_stop_eps=eps, alpha_thre=thre),
+                                   render_visibility_from_alpha(alphas, early_stop_eps=eps, alpha_thre=thre))

@@ -130,10 +130,7 @@ def render_visibility_from_alpha(
         a boolean mask shaped like ``alphas``.
     """
     trans = render_transmittance_from_alpha(alphas, packed_info, ray_indices, n_rays, prefix_trans)
-    vis = trans >= early_stop_eps
-    if alpha_thre > 0:
-        vis = vis & (alphas >= alpha_thre)
-    return vis
+    return _visibility(trans, alphas, early_stop_eps, alpha_thre)
 
 
 @torch.no_grad()
@@ -151,6 +148,10 @@ def render_visibility_from_density(
     """:func:`render_visibility_from_alpha` for densities. Returns a boolean mask shaped like ``sigmas``."""
     trans, alphas = render_transmittance_from_density(
         t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays, prefix_trans)
+    return _visibility(trans, alphas, early_stop_eps, alpha_thre)
+
+
+def _visibility(trans: Tensor, alphas: Tensor, early_stop_eps: float, alpha_thre: float) -> Tensor:
     vis = trans >= early_stop_eps
     if alpha_thre > 0:
         vis = vis & (alphas >= alpha_thre)
