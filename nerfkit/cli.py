@@ -30,7 +30,7 @@ class EvalConfig:
     """Where to write images and results.json (default: RUN/eval-SPLIT)."""
     max_images: int | None = None
     """Evaluate only the first N images (default: all)."""
-    chunk: int = 8192
+    chunk: int = 1024
     """Rays rendered at once."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', ..."""
@@ -60,7 +60,7 @@ class RenderConfig:
     """Orbit elevation in degrees (default: the test cameras' mean)."""
     scale: float = 1.0
     """Resolution relative to the test images."""
-    chunk: int = 8192
+    chunk: int = 1024
     """Rays rendered at once."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', ..."""

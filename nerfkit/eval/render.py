@@ -22,7 +22,7 @@ BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 
 
 @torch.no_grad()
-def render_camera(model, cameras: Cameras, index: int, background: str, chunk: int = 8192) -> dict[str, Tensor]:
+def render_camera(model, cameras: Cameras, index: int, background: str, chunk: int = 1024) -> dict[str, Tensor]:
     """Renders camera ``index`` in chunks of rays.
 
     Returns:
@@ -47,7 +47,7 @@ def depth_to_image(depth: Tensor, opacity: Tensor, near: float, far: float) -> n
     return (scaled.cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
-def evaluate_split(model, split: Split, background: str, chunk: int = 8192, indices: list[int] | None = None,
+def evaluate_split(model, split: Split, background: str, chunk: int = 1024, indices: list[int] | None = None,
                    out_dir: Path | None = None, near_far: tuple[float, float] | None = None) -> dict:
     """PSNR and SSIM (means over images) of ``model`` on ``split`` composited on ``background``.
 

@@ -81,7 +81,7 @@ class TrainConfig:
     """Steps between checkpoints (a checkpoint is always written at the end)."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep."""
-    chunk: int = 8192
+    chunk: int = 1024
     """Rays rendered at once during evaluation."""
     resume: bool = False
     """Continue from the latest checkpoint in the output folder."""
