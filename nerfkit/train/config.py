@@ -52,7 +52,9 @@ class TrainConfig:
     output: Path = Path("runs/builtin")
     """Run folder: checkpoints, metrics log, config, evaluation results."""
     data: DataConfig = field(default_factory=DataConfig)
+    """The dataset and how its images are presented."""
     model: VanillaConfig = field(default_factory=VanillaConfig)
+    """The method: vanilla NeRF (coarse and fine networks, stratified + inverse-CDF sampling)."""
     steps: int = 800
     """Number of optimisation steps."""
     max_time: float | None = None
