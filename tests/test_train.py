@@ -75,3 +75,17 @@ def test_short_training_run_learns_the_builtin_scene(tmp_path, tiny_scene_dir):
     lines = [json.loads(line) for line in (cfg.output / "metrics.jsonl").read_text().splitlines()]
     train_psnr = [r["psnr"] for r in lines if "psnr" in r]
     assert train_psnr[-1] > train_psnr[0] + 5.0
+
+
+def test_resume_with_a_different_model_is_refused_clearly(tmp_path, tiny_scene_dir):
+    cache = tiny_scene_dir.parent
+    train(tiny_config(tmp_path, cache, steps=5, save_every=5))
+    other = tiny_config(tmp_path, cache, steps=10, resume=True)
+    other.model.n_fine = 4
+    with pytest.raises(ValueError, match=r"different --model settings \(--model.n-fine\)"):
+        train(other)
+
+
+def test_resume_without_checkpoint_is_refused_clearly(tmp_path, tiny_scene_dir):
+    with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+        train(tiny_config(tmp_path, tiny_scene_dir.parent, resume=True))

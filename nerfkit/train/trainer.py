@@ -121,6 +121,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         if found is None:
             raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
         path, state = found
+        saved_model = state["config"].get("model")
+        if saved_model != to_dict(cfg.model):
+            changed = sorted(k for k in to_dict(cfg.model) if (saved_model or {}).get(k) != to_dict(cfg.model)[k])
+            raise ValueError(f"--resume: {path} was trained with different --model settings "
+                             f"({', '.join('--model.' + k.replace('_', '-') for k in changed)}); "
+                             "resume with the same model options or use a new --output folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["rng"]["generator"].cpu())
