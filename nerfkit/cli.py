@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 
 from .data.scene import DataError
+from .eval.render import DEFAULT_CHUNK
 from .train.config import TrainConfig
 
 __all__ = ["EvalConfig", "RenderConfig", "main", "load_run"]
@@ -30,7 +31,7 @@ class EvalConfig:
     """Where to write images and results.json (default: RUN/eval-SPLIT)."""
     max_images: int | None = None
     """Evaluate only the first N images (default: all)."""
-    chunk: int = 1024
+    chunk: int = DEFAULT_CHUNK
     """Rays rendered at once."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', ..."""
@@ -60,7 +61,7 @@ class RenderConfig:
     """Orbit elevation in degrees (default: the test cameras' mean)."""
     scale: float = 1.0
     """Resolution relative to the test images."""
-    chunk: int = 1024
+    chunk: int = DEFAULT_CHUNK
     """Rays rendered at once."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', ..."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..data.builtin import BuiltinSceneConfig
+from ..eval.render import DEFAULT_CHUNK
 from ..methods import VanillaConfig
 
 __all__ = ["DataConfig", "TrainConfig", "to_dict", "from_dict", "default_cache_dir"]
@@ -83,7 +84,7 @@ class TrainConfig:
     """Steps between checkpoints (a checkpoint is always written at the end)."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep."""
-    chunk: int = 1024
+    chunk: int = DEFAULT_CHUNK
     """Rays rendered at once during evaluation."""
     resume: bool = False
     """Continue from the latest checkpoint in the output folder."""

@@ -121,9 +121,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         if found is None:
             raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
         path, state = found
-        saved_model = state["config"].get("model")
-        if saved_model != to_dict(cfg.model):
-            changed = sorted(k for k in to_dict(cfg.model) if (saved_model or {}).get(k) != to_dict(cfg.model)[k])
+        saved_model, wanted_model = state["config"].get("model") or {}, to_dict(cfg.model)
+        if saved_model != wanted_model:
+            changed = sorted(k for k, v in wanted_model.items() if saved_model.get(k) != v)
             raise ValueError(f"--resume: {path} was trained with different --model settings "
                              f"({', '.join('--model.' + k.replace('_', '-') for k in changed)}); "
                              "resume with the same model options or use a new --output folder")
