@@ -1,8 +1,20 @@
 import os
-from pathlib import Path
 
-import pytest
-import torch
+# Triton kernels run on CPU under Triton's interpreter when there is no GPU. Triton reads TRITON_INTERPRET when a
+# kernel is defined (decorated); nerfkit imports its Triton modules lazily, on the first call taking the Triton path,
+# so setting the flag here, before torch or any test module is imported, is early enough. It is set first and
+# withdrawn again if torch then finds a CUDA device (a real GPU compiles the kernels); a value the user set stays.
+_SET_INTERPRET = "TRITON_INTERPRET" not in os.environ
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import torch  # noqa: E402
+
+if _SET_INTERPRET and torch.cuda.is_available():
+    del os.environ["TRITON_INTERPRET"]
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -13,9 +13,11 @@ from ..cameras import Cameras
 from .images import read_image, resize_image
 from .scene import DataError, Scene, Split
 
-__all__ = ["load_blender", "BLENDER_NEAR", "BLENDER_FAR"]
+__all__ = ["load_blender", "BLENDER_NEAR", "BLENDER_FAR", "BLENDER_AABB"]
 
 BLENDER_NEAR, BLENDER_FAR = 2.0, 6.0
+BLENDER_AABB = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
+"""The box that holds every object of the Blender synthetic scenes (the convention of instant-ngp and nerfacc)."""
 """The original NeRF's bounds for the synthetic scenes (cameras at radius ~4 around a unit-sized object)."""
 
 
@@ -97,8 +99,8 @@ def load_blender(root: str | Path, downscale: int = 1, splits: tuple[str, ...] =
         splits: which splits to load; missing ``val``/``test`` files are skipped, a missing ``train`` is an error.
 
     Returns:
-        a :class:`Scene` with near/far 2/6 (or the ``nerfkit`` block's values when the dataset was written by
-        nerfkit, which also gives the scene box).
+        a :class:`Scene` with near/far 2/6 and the box ``[-1.5, 1.5]^3`` of the synthetic scenes (or the
+        ``nerfkit`` block's values when the dataset was written by nerfkit).
     """
     root = Path(root)
     if not root.is_dir():
@@ -116,5 +118,5 @@ def load_blender(root: str | Path, downscale: int = 1, splits: tuple[str, ...] =
         extra = meta.get("nerfkit", extra) if isinstance(meta.get("nerfkit"), dict) else extra
     near = float(extra.get("near", BLENDER_NEAR))
     far = float(extra.get("far", BLENDER_FAR))
-    aabb = torch.tensor(extra["aabb"], dtype=torch.float32) if "aabb" in extra else None
+    aabb = torch.tensor(extra.get("aabb", BLENDER_AABB), dtype=torch.float32)
     return Scene(loaded, near, far, aabb, name=root.name, info={"format": "blender", "downscale": downscale})

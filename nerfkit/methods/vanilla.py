@@ -2,12 +2,15 @@
 
 The recipe: estimator = stratified + importance sampling between per-ray near/far bounds, field =
 :class:`~nerfkit.fields.VanillaNeRFField` (coarse and fine), renderer = :func:`~nerfkit.render.rendering`,
-loss = MSE of both passes.
+loss = MSE of both passes. With ``estimator="occgrid"`` the same field (one network, the fine settings) is
+sampled by an occupancy grid instead (:mod:`nerfkit.methods.occgrid`): empty space is skipped, rays stop
+once opaque, and samples are packed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +19,7 @@ from torch.nn import functional as F
 from ..fields import VanillaFieldConfig, VanillaNeRFField
 from ..render import rendering
 from ..sampling import merge_edges, ray_aabb_intersect, sample_pdf, stratified_edges
+from .occgrid import OccGridConfig, OccGridSampler
 
 __all__ = ["VanillaConfig", "VanillaNeRF"]
 
@@ -43,6 +47,11 @@ class VanillaConfig:
     """Weight of the coarse pass's photometric loss."""
     clip_to_aabb: bool = True
     """Sample only where rays cross the scene box when the dataset gives one (rays that miss render background)."""
+    estimator: Literal["coarse-to-fine", "occgrid"] = "coarse-to-fine"
+    """Where samples go: coarse stratified + fine inverse-CDF samples (two networks), or an occupancy grid that
+    skips empty space and stops rays once opaque (one network with the --model.fine settings)."""
+    occgrid: OccGridConfig = field(default_factory=OccGridConfig)
+    """Occupancy-grid settings (used with --model.estimator occgrid)."""
 
     def __post_init__(self) -> None:
         if self.n_coarse < 1:
@@ -64,9 +73,18 @@ class VanillaNeRF(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.near, self.far = float(near), float(far)
+        self.register_buffer("aabb", None if aabb is None else torch.as_tensor(aabb, dtype=torch.float32))
+        if cfg.estimator == "occgrid":
+            self.field = VanillaNeRFField(cfg.fine)
+            self.occgrid = OccGridSampler(cfg.occgrid, self.aabb, self.near, self.far)
+            return
         self.coarse = VanillaNeRFField(cfg.coarse)
         self.fine = VanillaNeRFField(cfg.fine) if cfg.n_fine > 0 else None
-        self.register_buffer("aabb", None if aabb is None else torch.as_tensor(aabb, dtype=torch.float32))
+
+    def before_step(self, step: int, generator: torch.Generator | None = None) -> None:
+        """Called by the trainer before each training step: refreshes the occupancy grid on its schedule."""
+        if self.cfg.estimator == "occgrid":
+            self.occgrid.update(step, self.field.query_density, generator)
 
     def ray_bounds(self, rays_o: Tensor, rays_d: Tensor) -> tuple[Tensor, Tensor]:
         """Per-ray ``near, far (n_rays,)``; rays missing the scene box get an empty interval."""
@@ -98,9 +116,13 @@ class VanillaNeRF(nn.Module):
             generator: random source for stratified sampling (used in training mode only).
 
         Returns:
-            ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)`` of the final pass, and
-            ``rgb_coarse (n_rays, 3)`` when a fine pass exists.
+            ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)`` of the final pass,
+            ``rgb_coarse (n_rays, 3)`` when a fine pass exists, and ``n_samples`` (0-d): the samples the field
+            rendered for the batch.
         """
+        if self.cfg.estimator == "occgrid":
+            out = self.occgrid.render(self.field, rays_o, rays_d, render_bkgd, generator)
+            return {k: out[k] for k in ("rgb", "depth", "opacity", "n_samples")}
         stratified = self.training
         near, far = self.ray_bounds(rays_o, rays_d)
         edges = stratified_edges(near, far, self.cfg.n_coarse, stratified, generator)
@@ -111,13 +133,16 @@ class VanillaNeRF(nn.Module):
             points = sample_pdf(edges, extras["weights"], self.cfg.n_fine, stratified, generator)
             edges = merge_edges(edges, points)
             rgb, opacity, depth, extras = self._render(self.fine, rays_o, rays_d, edges, render_bkgd)
-        out.update(rgb=rgb, depth=depth.squeeze(-1), opacity=opacity.squeeze(-1))
+        per_ray = self.cfg.n_coarse + (edges.shape[1] - 1 if self.fine is not None else 0)  # both passes
+        out.update(rgb=rgb, depth=depth.squeeze(-1), opacity=opacity.squeeze(-1),
+                   n_samples=torch.tensor(edges.shape[0] * per_ray))
         return out
 
     def loss(self, outputs: dict[str, Tensor], target_rgb: Tensor) -> dict[str, Tensor]:
-        """Photometric losses: ``loss`` (to minimise) and ``mse`` (final pass, for PSNR)."""
+        """Photometric losses: ``loss`` (to minimise) and ``mse`` (final pass, for PSNR), plus ``n_samples``
+        (field evaluations that rendered the batch, for the log)."""
         mse = F.mse_loss(outputs["rgb"], target_rgb)
         loss = mse
         if "rgb_coarse" in outputs:
             loss = loss + self.cfg.coarse_loss_weight * F.mse_loss(outputs["rgb_coarse"], target_rgb)
-        return {"loss": loss, "mse": mse}
+        return {"loss": loss, "mse": mse, "n_samples": outputs["n_samples"]}

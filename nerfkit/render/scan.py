@@ -2,6 +2,8 @@
 
 These are the reference implementations: packed inputs are laid out as padded rows, scanned with torch's
 differentiable ``cumsum``/``cumprod`` (whose gradients are exact, zeros included) and packed back.
+When :func:`nerfkit.kernels.use_triton` selects it (CUDA tensors, or ``NERFKIT_KERNELS=triton``), the fused
+Triton kernels of :mod:`nerfkit.kernels.scan_triton` are used instead.
 """
 
 from __future__ import annotations
@@ -9,12 +11,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .pack import packed_to_padded, padded_to_packed
+from ..kernels import use_triton
+from .pack import pack_info, packed_to_padded, padded_to_packed
 
 __all__ = ["inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod"]
 
 
-def _scan(inputs: Tensor, packed_info: Tensor | None, op: str, exclusive: bool) -> Tensor:
+def _scan(inputs: Tensor, packed_info: Tensor | None, indices: Tensor | None, op: str, exclusive: bool) -> Tensor:
+    if indices is not None:
+        if packed_info is not None:
+            raise ValueError("give only one of packed_info and indices")
+        if inputs.ndim != 1 or indices.shape != inputs.shape:
+            raise ValueError(f"indices must match packed 1-D inputs, got shapes {tuple(indices.shape)} and "
+                             f"{tuple(inputs.shape)}")
+        packed_info = pack_info(indices)
+    if use_triton(inputs):
+        from ..kernels.scan_triton import segment_scan
+
+        return segment_scan(inputs, packed_info, op, exclusive)
     if packed_info is None:
         rows = inputs
     else:
@@ -32,27 +46,28 @@ def _scan(inputs: Tensor, packed_info: Tensor | None, op: str, exclusive: bool) 
     return out if packed_info is None else padded_to_packed(out, mask)
 
 
-def inclusive_sum(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
+def inclusive_sum(inputs: Tensor, packed_info: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
     """Cumulative sum along each ray, including the current sample.
 
     Args:
         inputs: batched ``(..., n_samples)`` or packed ``(N,)``.
         packed_info: ``(n_rays, 2)`` for packed input, else ``None``.
+        indices: alternatively, sorted per-sample ray indices ``(N,)`` for packed input (nerfacc 0.5.3).
     Returns: a tensor shaped like ``inputs``.
     """
-    return _scan(inputs, packed_info, "sum", exclusive=False)
+    return _scan(inputs, packed_info, indices, "sum", exclusive=False)
 
 
-def exclusive_sum(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
+def exclusive_sum(inputs: Tensor, packed_info: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
     """Cumulative sum along each ray of the samples before the current one (0 at each ray's first sample)."""
-    return _scan(inputs, packed_info, "sum", exclusive=True)
+    return _scan(inputs, packed_info, indices, "sum", exclusive=True)
 
 
-def inclusive_prod(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
+def inclusive_prod(inputs: Tensor, packed_info: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
     """Cumulative product along each ray, including the current sample."""
-    return _scan(inputs, packed_info, "prod", exclusive=False)
+    return _scan(inputs, packed_info, indices, "prod", exclusive=False)
 
 
-def exclusive_prod(inputs: Tensor, packed_info: Tensor | None = None) -> Tensor:
+def exclusive_prod(inputs: Tensor, packed_info: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
     """Cumulative product along each ray of the samples before the current one (1 at each ray's first sample)."""
-    return _scan(inputs, packed_info, "prod", exclusive=True)
+    return _scan(inputs, packed_info, indices, "prod", exclusive=True)

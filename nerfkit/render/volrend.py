@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..kernels import use_triton
 from .pack import resolve_packing
 from .scan import exclusive_prod, exclusive_sum
 
@@ -49,6 +50,9 @@ def render_transmittance_from_density(
     Returns:
         ``(trans, alphas)``, each shaped like ``sigmas``.
     """
+    fused = _fused_weight_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays, prefix_trans)
+    if fused is not None:
+        return fused[1], fused[2]
     packed_info = resolve_packing(sigmas.numel(), packed_info, ray_indices, n_rays)
     sigmas_dt = sigmas * (t_ends - t_starts)
     alphas = 1.0 - torch.exp(-sigmas_dt)
@@ -93,9 +97,26 @@ def render_weight_from_density(
     Returns:
         ``(weights, trans, alphas)``, each shaped like ``sigmas``.
     """
+    fused = _fused_weight_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays, prefix_trans)
+    if fused is not None:
+        return fused
     trans, alphas = render_transmittance_from_density(
         t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays, prefix_trans)
     return trans * alphas, trans, alphas
+
+
+def _fused_weight_from_density(t_starts, t_ends, sigmas, packed_info, ray_indices, n_rays, prefix_trans):
+    """``(weights, trans, alphas)`` from the fused Triton kernel (:mod:`nerfkit.kernels.volrend_triton`) for packed
+    input when :func:`nerfkit.kernels.use_triton` selects it; ``None`` means: take the reference path."""
+    if (packed_info is None and ray_indices is None) or not use_triton(t_starts, t_ends, sigmas):
+        return None
+    from ..kernels.volrend_triton import weights_from_density_packed
+
+    packed_info = resolve_packing(sigmas.numel(), packed_info, ray_indices, n_rays)
+    weights, trans, alphas = weights_from_density_packed(t_starts, t_ends, sigmas, packed_info)
+    if prefix_trans is not None:
+        trans, weights = trans * prefix_trans, weights * prefix_trans
+    return weights, trans, alphas
 
 
 def render_weight_from_alpha(

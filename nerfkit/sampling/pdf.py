@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
-__all__ = ["sample_pdf", "merge_edges"]
+from .data_specs import RayIntervals, RaySamples
+
+__all__ = ["sample_pdf", "merge_edges", "searchsorted", "importance_sampling"]
 
 
 def sample_pdf(
@@ -59,3 +63,256 @@ def sample_pdf(
 def merge_edges(edges: Tensor, points: Tensor) -> Tensor:
     """Sorted union of interval edges ``(n_rays, a)`` and new points ``(n_rays, b)``: ``(n_rays, a + b)`` edges."""
     return torch.sort(torch.cat([edges.detach(), points.detach()], dim=-1), dim=-1).values
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# nerfacc 0.5's searchsorted / importance_sampling over RayIntervals and RaySamples (batched or packed).
+#
+# Both work on a padded per-ray view of the data: row ``r`` holds ray ``r``'s entries left-aligned, ``counts[r]``
+# of them, and ``flat_idx[r, j]`` says where entry ``j`` lives in the flattened ``vals``.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Rows(NamedTuple):
+    rows: Tensor  # (n_rays, width) entries of each ray, left-aligned (padding is arbitrary)
+    counts: Tensor  # (n_rays,) int64 number of entries of each ray
+    flat_idx: Tensor | None  # (n_rays, width) int64 index of each entry in vals.reshape(-1); None when batched
+
+
+def _packed_index(packed_info: Tensor | None, ray_indices: Tensor | None, n_entries: int, n_rays: int | None,
+                  device: torch.device) -> tuple[Tensor, Tensor]:
+    """``flat_idx (n_rays, width)`` and ``counts (n_rays,)`` of a packed layout (width >= 1)."""
+    if packed_info is not None:
+        starts, counts = packed_info[:, 0].long(), packed_info[:, 1].long()
+        width = max(int(counts.max().item()) if counts.numel() else 0, 1)
+        cols = torch.arange(width, device=device)
+        return starts[:, None] + cols, counts
+    if ray_indices is None:
+        raise ValueError("packed (1-D) vals need packed_info or ray_indices")
+    # From ray indices alone: group the entries by ray (stable, so each ray keeps its order).
+    rid = ray_indices.long()
+    if n_rays is None:
+        n_rays = int(rid.max().item()) + 1 if rid.numel() else 0
+    counts = torch.bincount(rid, minlength=n_rays)
+    order = torch.argsort(rid, stable=True)
+    rid_sorted = rid[order]
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(n_entries, device=device) - starts[rid_sorted]
+    width = max(int(counts.max().item()) if counts.numel() else 0, 1)
+    flat_idx = torch.zeros((n_rays, width), dtype=torch.long, device=device)
+    flat_idx[rid_sorted, pos] = order
+    return flat_idx, counts
+
+
+def _as_rows(vals: Tensor, packed_info: Tensor | None, ray_indices: Tensor | None,
+             n_rays: int | None = None) -> _Rows:
+    """Padded per-ray view of batched ``(..., n)`` or packed ``(N,)`` values."""
+    if packed_info is None and ray_indices is None:
+        if vals.ndim < 2:
+            raise ValueError(f"batched vals must be (..., n) with a ray dimension, got shape {tuple(vals.shape)}")
+        rows = vals.reshape(-1, vals.shape[-1])
+        counts = torch.full((rows.shape[0],), rows.shape[1], dtype=torch.long, device=vals.device)
+        return _Rows(rows, counts, None)
+    if vals.ndim != 1:
+        raise ValueError(f"packed vals must be 1-D (N,), got shape {tuple(vals.shape)}")
+    flat_idx, counts = _packed_index(packed_info, ray_indices, vals.numel(), n_rays, vals.device)
+    if vals.numel() == 0:
+        rows = vals.new_zeros(flat_idx.shape)
+    else:
+        rows = vals[flat_idx.clamp(0, vals.numel() - 1)]
+    return _Rows(rows, counts, flat_idx)
+
+
+def _spec_fields(spec: RayIntervals | RaySamples | Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    if isinstance(spec, Tensor):
+        return spec, None, None
+    return spec.vals, spec.packed_info, spec.ray_indices
+
+
+def _upper_bound(key_rows: Tensor, key_counts: Tensor, query_rows: Tensor) -> Tensor:
+    """Per ray, the number of the first ``count - 1`` keys that are ``<= query``: ``(n_rays, m)`` in ``[0, count-1]``.
+
+    The last key of each ray is left out of the search (as nerfacc does), so a query at or past it still falls in
+    the last interval.
+    """
+    last = (key_counts - 1).clamp_min(0)[:, None]
+    cols = torch.arange(key_rows.shape[1], device=key_rows.device)
+    search = torch.where(cols[None, :] < last, key_rows, torch.full_like(key_rows, float("inf")))
+    p = torch.searchsorted(search.contiguous(), query_rows.to(key_rows.dtype).contiguous(), right=True)
+    return torch.minimum(p, last)
+
+
+@torch.no_grad()
+def searchsorted(
+    sorted_sequence: RayIntervals | RaySamples | Tensor,
+    values: RayIntervals | RaySamples | Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Per-ray bracketing of ``values`` by ``sorted_sequence`` (nerfacc 0.5's ``searchsorted``).
+
+    For every value ``v`` of ray ``r`` this returns ``ids_left, ids_right`` with
+    ``key[ids_left] <= v < key[ids_right]``, where ``key`` is ray ``r``'s part of ``sorted_sequence.vals``, ``n``
+    keys long. Values outside the keys are clipped: below the first key both ids are ``0``; at or above the last
+    key they are ``(n - 2, n - 1)``, the last interval. A ray with one key gets ``(0, 0)`` (a ray with none, its
+    start index).
+
+    Either argument may be batched or packed; a bare tensor is batched.
+
+    Args:
+        sorted_sequence: keys sorted along each ray: batched ``(n_rays, n_keys)`` or packed ``(N_k,)`` with
+            ``packed_info`` (or ``ray_indices``).
+        values: queries: batched ``(n_rays, n_values)`` or packed ``(N_v,)`` with ``packed_info`` or
+            ``ray_indices``; its ray ``r`` is searched in ray ``r`` of ``sorted_sequence``.
+
+    Returns:
+        ``(ids_left, ids_right)`` int64, each shaped like ``values.vals``. For batched ``values`` they index the
+        last dimension of a batched key (``key.vals.gather(-1, ids)``) or count from the ray's start in a packed
+        one; for packed ``values`` they index the flattened ``sorted_sequence.vals`` directly.
+    """
+    k_vals, k_info, k_rid = _spec_fields(sorted_sequence)
+    q_vals, q_info, q_rid = _spec_fields(values)
+    key = _as_rows(k_vals, k_info, k_rid)
+    n_rays = key.rows.shape[0]
+    query = _as_rows(q_vals, q_info, q_rid, n_rays=n_rays)
+    if query.rows.shape[0] != n_rays:
+        raise ValueError(f"sorted_sequence has {n_rays} rays but values has {query.rows.shape[0]}")
+
+    right = _upper_bound(key.rows, key.counts, query.rows)  # (n_rays, m), relative to each ray's start
+    left = (right - 1).clamp_min(0)
+    if query.flat_idx is None:  # batched values: ids relative to the ray
+        return left.reshape(q_vals.shape), right.reshape(q_vals.shape)
+
+    # Packed values: absolute indices into the flattened keys, scattered back to the values' order.
+    if key.flat_idx is None:
+        base = torch.arange(n_rays, device=q_vals.device)[:, None] * key.rows.shape[1]
+        left_abs, right_abs = base + left, base + right
+    else:
+        left_abs, right_abs = key.flat_idx.gather(1, left), key.flat_idx.gather(1, right)
+    mask = torch.arange(query.rows.shape[1], device=q_vals.device)[None, :] < query.counts[:, None]
+    ids_left = torch.zeros(q_vals.shape, dtype=torch.long, device=q_vals.device)
+    ids_right = torch.zeros_like(ids_left)
+    dest = query.flat_idx[mask]
+    ids_left[dest] = left_abs[mask]
+    ids_right[dest] = right_abs[mask]
+    return ids_left, ids_right
+
+
+@torch.no_grad()
+def importance_sampling(
+    intervals: RayIntervals,
+    cdfs: Tensor,
+    n_intervals_per_ray: int | Tensor,
+    stratified: bool = False,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[RayIntervals, RaySamples]:
+    """Inverse-transform sampling of new intervals from a CDF given at interval edges (nerfacc 0.5).
+
+    The CDF is piecewise linear between the edges ``intervals.vals`` (it need not start at 0 or end at 1: each ray
+    uses its own range ``[cdf_first, cdf_last]``). Ray ``r`` with ``n`` new intervals places its ``n`` samples at
+    the CDF levels ``u_i = cdf_first + (i + b) / n * (cdf_last - cdf_first)``, ``i = 0..n-1``, with ``b = 0.5``
+    (deterministic) or, with ``stratified``, one ``b ~ U[0, 1)`` per ray. Inside a bin where the CDF is flat a
+    sample goes to the bin's middle, so a ray whose CDF is all flat does not produce NaN. The ``n + 1`` new edges
+    are the midpoints between consecutive samples, plus a first and last edge half a spacing outside the outer
+    samples, clipped to the ray's first and last input edge (a single sample gets exactly those two edges).
+
+    No gradients flow through the result.
+
+    Args:
+        intervals: input edges, batched ``(n_rays, n_edges)`` or packed ``(N,)`` with ``packed_info`` (or
+            ``ray_indices``), sorted along each ray.
+        cdfs: CDF values at those edges, shaped like ``intervals.vals``, non-decreasing along each ray.
+        n_intervals_per_ray: an ``int >= 1`` (the same for every ray: batched output) or an int tensor
+            ``(n_rays,)`` (per-ray counts, may be 0: packed output).
+        stratified: jitter the CDF levels (training); otherwise they are the strata centres (evaluation).
+        generator: random source for the jitter (default: torch's global generator).
+
+    Returns:
+        ``(intervals, samples)``. For an int count: ``intervals.vals (n_rays, n + 1)`` and ``samples.vals
+        (n_rays, n)`` (keeping any leading batch shape of a batched input). For a tensor of counts, packed:
+        ``intervals.vals (sum(n_r + 1 for n_r > 0),)`` with ``packed_info``, ``ray_indices``, ``is_left`` and
+        ``is_right``; ``samples.vals (sum(n_r),)`` with ``packed_info`` and ``ray_indices``.
+    """
+    vals = intervals.vals
+    if cdfs.shape != vals.shape:
+        raise ValueError(f"cdfs {tuple(cdfs.shape)} must be shaped like intervals.vals {tuple(vals.shape)}")
+    edges_in = _as_rows(vals, intervals.packed_info, intervals.ray_indices)
+    cdf_rows = (cdfs.reshape(edges_in.rows.shape) if edges_in.flat_idx is None
+                else _as_rows(cdfs, intervals.packed_info, intervals.ray_indices).rows)
+    cdf_rows = cdf_rows.to(edges_in.rows.dtype)
+    t_rows, counts_in = edges_in.rows, edges_in.counts
+    n_rays, device, dtype = t_rows.shape[0], t_rows.device, t_rows.dtype
+
+    packed_out = isinstance(n_intervals_per_ray, Tensor)
+    if packed_out:
+        n_per = n_intervals_per_ray.to(device=device, dtype=torch.long).reshape(-1).broadcast_to((n_rays,))
+        if n_per.numel() and int(n_per.min().item()) < 0:
+            raise ValueError("n_intervals_per_ray must be non-negative")
+        n_max = max(int(n_per.max().item()) if n_per.numel() else 0, 1)
+    else:
+        n_max = int(n_intervals_per_ray)
+        if n_max < 1:
+            raise ValueError(f"n_intervals_per_ray must be >= 1, got {n_intervals_per_ray}")
+        n_per = torch.full((n_rays,), n_max, dtype=torch.long, device=device)
+
+    # The CDF levels u (n_rays, n_max).
+    last = (counts_in - 1).clamp_min(0)[:, None]
+    t_min, t_max = t_rows[:, :1], t_rows.gather(1, last)
+    u_floor, u_ceil = cdf_rows[:, :1], cdf_rows.gather(1, last)
+    u_step = (u_ceil - u_floor) / n_per.clamp_min(1)[:, None].to(dtype)
+    if stratified:
+        bias = torch.rand((n_rays, 1), device=device, dtype=dtype, generator=generator)
+    else:
+        bias = torch.full((n_rays, 1), 0.5, device=device, dtype=dtype)
+    sid = torch.arange(n_max, device=device, dtype=dtype)[None, :]
+    u = u_floor + (sid + bias) * u_step
+
+    # Invert the piecewise-linear CDF: cdf[p0] <= u < cdf[p1].
+    p1 = _upper_bound(cdf_rows, counts_in, u)
+    p0 = (p1 - 1).clamp_min(0)
+    u_lo, u_hi = cdf_rows.gather(1, p0), cdf_rows.gather(1, p1)
+    t_lo, t_hi = t_rows.gather(1, p0), t_rows.gather(1, p1)
+    du = u_hi - u_lo
+    flat = du < 1e-10
+    frac = (u - u_lo) / torch.where(flat, torch.ones_like(du), du)
+    samples = torch.where(flat, 0.5 * (t_lo + t_hi), t_lo + frac * (t_hi - t_lo))
+    samples = torch.minimum(torch.maximum(samples, t_min), t_max)  # guard against rounding at the ends
+
+    # Edges: midpoints between samples, and half a spacing beyond the outer samples (clipped to the ray).
+    if n_max >= 2:
+        s_last = samples.gather(1, (n_per - 1).clamp_min(0)[:, None])
+        s_prev = samples.gather(1, (n_per - 2).clamp_min(0)[:, None])
+        several = n_per[:, None] >= 2
+        first = torch.where(several, torch.maximum(samples[:, :1] - 0.5 * (samples[:, 1:2] - samples[:, :1]), t_min),
+                            t_min)
+        end = torch.where(several, torch.minimum(s_last + 0.5 * (s_last - s_prev), t_max), t_max)
+        mids = 0.5 * (samples[:, 1:] + samples[:, :-1])
+    else:
+        first, end, mids = t_min, t_max, samples[:, :0]
+    edges = torch.cat([first, mids, torch.empty_like(first)], dim=1)  # (n_rays, n_max + 1)
+    edges = edges.scatter(1, n_per[:, None], end)
+
+    if not packed_out:
+        lead = vals.shape[:-1] if edges_in.flat_idx is None else (n_rays,)
+        return (RayIntervals(vals=edges.reshape(*lead, n_max + 1)),
+                RaySamples(vals=samples.reshape(*lead, n_max)))
+
+    ray_ids = torch.arange(n_rays, device=device)
+    s_mask = torch.arange(n_max, device=device)[None, :] < n_per[:, None]
+    s_starts = torch.cumsum(n_per, 0) - n_per
+    out_samples = RaySamples(
+        vals=samples[s_mask],
+        packed_info=torch.stack([s_starts, n_per], dim=-1),
+        ray_indices=torch.repeat_interleave(ray_ids, n_per),
+    )
+    e_counts = (n_per + 1) * (n_per > 0)
+    e_cols = torch.arange(n_max + 1, device=device)[None, :]
+    e_mask = e_cols < e_counts[:, None]
+    e_starts = torch.cumsum(e_counts, 0) - e_counts
+    out_intervals = RayIntervals(
+        vals=edges[e_mask],
+        packed_info=torch.stack([e_starts, e_counts], dim=-1),
+        ray_indices=torch.repeat_interleave(ray_ids, e_counts),
+        is_left=(e_cols < n_per[:, None]).expand_as(e_mask)[e_mask],
+        is_right=(e_cols > 0).expand_as(e_mask)[e_mask],
+    )
+    return out_intervals, out_samples

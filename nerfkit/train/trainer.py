@@ -1,7 +1,8 @@
 """The training loop: one screen of plumbing around a method's ``forward`` and ``loss``.
 
-The loop knows nothing about the method beyond: ``model(rays_o, rays_d, render_bkgd, generator) -> outputs``
-and ``model.loss(outputs, target_rgb) -> {"loss", "mse"}``.
+The loop knows nothing about the method beyond: ``model(rays_o, rays_d, render_bkgd, generator) -> outputs``,
+``model.loss(outputs, target_rgb) -> {"loss", "mse", "n_samples"?}`` and an optional
+``model.before_step(step, generator)`` (e.g. an estimator's update).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     log = MetricsLog(cfg.output)
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not cfg.progress, dynamic_ncols=True)
     val_psnr, validated_at, done, checkpoint = None, None, start_step, None
-    window_rays, window_time = 0, 0.0
+    window_rays, window_time, window_samples = 0, 0.0, 0
     try:
         for step in range(start_step, cfg.steps):
             progress = step / cfg.steps
@@ -158,6 +159,8 @@ def train(cfg: TrainConfig) -> TrainResult:
 
             t0 = time.perf_counter()
             model.train()
+            if hasattr(model, "before_step"):
+                model.before_step(step, generator)
             batch = sampler.sample(cfg.batch_size, generator)
             bkgd = background_colors(cfg.data.background, cfg.batch_size, device, generator)
             target = composite(batch.rgba, bkgd)
@@ -172,16 +175,21 @@ def train(cfg: TrainConfig) -> TrainResult:
             elapsed += dt
             window_rays += cfg.batch_size
             window_time += dt
+            if "n_samples" in losses:
+                window_samples += int(losses["n_samples"])
 
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 mse = losses["mse"].item()
                 record = {"step": done, "loss": losses["loss"].item(), "psnr": psnr_from_mse(mse), "lr": lr,
                           "rays_per_s": window_rays / max(window_time, 1e-9), "elapsed": elapsed}
+                if window_samples:
+                    record["samples_per_ray"] = window_samples / window_rays
+                    record["samples_per_s"] = window_samples / max(window_time, 1e-9)
                 log.write(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}",
                                 rays_s=f"{record['rays_per_s']:.0f}")
-                window_rays, window_time = 0, 0.0
+                window_rays, window_time, window_samples = 0, 0.0, 0
             bar.update(1)
             if val_split is not None and cfg.eval_every > 0 and done % cfg.eval_every == 0 and cfg.eval_images:
                 val_psnr, validated_at = _validate(model, val_split, cfg, device, done, log), done

@@ -1,0 +1,122 @@
+"""The occupancy-grid recipe shared by methods: settings, the estimator sized to the scene, packed rendering.
+
+A method that uses it owns an :class:`~nerfkit.estimators.OccGridEstimator` and a field with
+``query_density(x)`` and ``forward(x, dirs) -> (rgb, sigma)``; :class:`OccGridSampler` does the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..estimators import OccGridEstimator
+from ..render import rendering
+
+__all__ = ["OccGridConfig", "OccGridSampler"]
+
+
+@dataclass
+class OccGridConfig:
+    """Occupancy-grid sampling: march rays in small steps through occupied cells only, stop them once opaque."""
+
+    resolution: int = 64
+    """Grid cells per axis (128 is the usual GPU choice; 64 keeps grid updates cheap on a CPU)."""
+    levels: int = 1
+    """Nested grid levels (more than 1 for unbounded scenes: level l covers the box scaled by 2^l)."""
+    aabb: tuple[float, float, float, float, float, float] | None = None
+    """Box covered by the grid (default: the dataset's scene box)."""
+    render_step_size: float | None = None
+    """Marching step in world units (default: the box diagonal / steps-per-diagonal)."""
+    steps_per_diagonal: int = 256
+    """Sets the default step: this many steps would cross the box along its diagonal."""
+    cone_angle: float = 0.0
+    """Steps grow as cone-angle * t far from the camera (0: constant steps; 1/256 is usual for unbounded)."""
+    early_stop_eps: float = 1e-4
+    """Stop marching a ray once its transmittance falls below this."""
+    alpha_thre: float = 0.0
+    """Skip samples whose opacity is below this."""
+    occ_thre: float = 0.01
+    """A cell is occupied when its opacity estimate (density x step) exceeds this (or the mean, if lower)."""
+    ema_decay: float = 0.95
+    """Decay of each cell's running opacity estimate at every update."""
+    update_every: int = 16
+    """Refresh the grid every N training steps."""
+    warmup_steps: int = 256
+    """Before this step every cell is refreshed; after, a random quarter plus a sample of occupied cells."""
+
+    def __post_init__(self) -> None:
+        checks = {"resolution": self.resolution >= 1, "levels": self.levels >= 1,
+                  "render-step-size": self.render_step_size is None or self.render_step_size > 0,
+                  "steps-per-diagonal": self.steps_per_diagonal >= 1, "cone-angle": self.cone_angle >= 0,
+                  "early-stop-eps": 0 <= self.early_stop_eps < 1, "alpha-thre": 0 <= self.alpha_thre < 1,
+                  "occ-thre": self.occ_thre >= 0, "ema-decay": 0 <= self.ema_decay <= 1,
+                  "update-every": self.update_every >= 1, "warmup-steps": self.warmup_steps >= 0}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--model.occgrid.{name} has an invalid value: "
+                                 f"{getattr(self, name.replace('-', '_'))!r}")
+        if self.aabb is not None and not all(hi > lo for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
+            raise ValueError(f"--model.occgrid.aabb must be xmin ymin zmin xmax ymax zmax with max > min, "
+                             f"got {self.aabb}")
+
+
+class OccGridSampler(nn.Module):
+    """An occupancy grid over the scene box, with the recipe's marching settings.
+
+    Args:
+        cfg: the settings.
+        scene_aabb: ``(6,)`` the dataset's box, used when ``cfg.aabb`` is unset.
+        near, far: the dataset's bounds on ``t``.
+    """
+
+    def __init__(self, cfg: OccGridConfig, scene_aabb: Tensor | None, near: float, far: float) -> None:
+        super().__init__()
+        aabb = cfg.aabb if cfg.aabb is not None else scene_aabb
+        if aabb is None:
+            raise ValueError("the occupancy grid needs a scene box: the dataset gives none, so pass "
+                             "--model.occgrid.aabb XMIN YMIN ZMIN XMAX YMAX ZMAX")
+        aabb = torch.as_tensor(aabb, dtype=torch.float32)
+        self.cfg, self.near, self.far = cfg, float(near), float(far)
+        self.estimator = OccGridEstimator(aabb, cfg.resolution, cfg.levels)
+        diagonal = float((aabb[3:] - aabb[:3]).norm())
+        self.step_size = cfg.render_step_size or diagonal / cfg.steps_per_diagonal
+
+    @torch.no_grad()
+    def update(self, step: int, density_fn, generator: torch.Generator | None = None) -> None:
+        """Refreshes the grid from ``density_fn(x (M, 3)) -> (M,)`` on its schedule (training only)."""
+        self.estimator.update_every_n_steps(
+            step, lambda x: density_fn(x) * self.step_size, occ_thre=self.cfg.occ_thre,
+            ema_decay=self.cfg.ema_decay, warmup_steps=self.cfg.warmup_steps, n=self.cfg.update_every,
+            generator=generator)
+
+    def render(self, field: nn.Module, rays_o: Tensor, rays_d: Tensor, render_bkgd: Tensor,
+               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Samples occupied space (early-stopped with the field's density) and renders packed samples.
+
+        Returns ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)``, ``n_samples`` (a 0-d count)
+        and the packed ``ray_indices``, ``t_starts``, ``t_ends``, ``weights`` (for losses).
+        """
+        n_rays = rays_o.shape[0]
+
+        def positions(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
+            return rays_o[ray_indices] + rays_d[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
+
+        def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
+            return field.query_density(positions(t_starts, t_ends, ray_indices))
+
+        def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
+            return field(positions(t_starts, t_ends, ray_indices), rays_d[ray_indices])
+
+        ray_indices, t_starts, t_ends = self.estimator.sampling(
+            rays_o, rays_d, sigma_fn=sigma_fn, near_plane=self.near, far_plane=self.far,
+            render_step_size=self.step_size, early_stop_eps=self.cfg.early_stop_eps,
+            alpha_thre=self.cfg.alpha_thre, stratified=self.training, cone_angle=self.cfg.cone_angle,
+            generator=generator)
+        rgb, opacity, depth, extras = rendering(t_starts, t_ends, ray_indices, n_rays, rgb_sigma_fn=rgb_sigma_fn,
+                                                render_bkgd=render_bkgd)
+        return {"rgb": rgb, "depth": depth.squeeze(-1), "opacity": opacity.squeeze(-1),
+                "n_samples": torch.tensor(ray_indices.shape[0]), "ray_indices": ray_indices,
+                "t_starts": t_starts, "t_ends": t_ends, "weights": extras["weights"]}
+

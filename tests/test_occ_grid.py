@@ -1,0 +1,277 @@
+import math
+
+import pytest
+import torch
+
+from nerfkit.estimators import OccGridEstimator
+from nerfkit.sampling import traverse_grids
+from nerfkit.sampling.grid import march_steps
+
+
+def brute_force_occupied(x, binaries, aabbs):
+    """Occupancy of one point: the lowest level whose box holds it decides (plain Python, float64)."""
+    for lvl in range(binaries.shape[0]):
+        lo, hi = aabbs[lvl, :3].tolist(), aabbs[lvl, 3:].tolist()
+        res = binaries.shape[1:]
+        idx = [math.floor((x[a] - lo[a]) / (hi[a] - lo[a]) * res[a]) for a in range(3)]
+        if all(0 <= idx[a] < res[a] for a in range(3)):
+            return bool(binaries[lvl, idx[0], idx[1], idx[2]])
+    return False
+
+
+def brute_force_march(o, d, binaries, aabbs, near, far, step, cone):
+    """The marching rule written as a loop over steps: [t, t + max(cone * t, step)], kept where the midpoint
+    is in an occupied cell, inside the union of the boxes and [near, far]."""
+    t_lo, t_hi = math.inf, -math.inf
+    for lvl in range(aabbs.shape[0]):
+        ts = []
+        for a in range(3):
+            lo, hi = aabbs[lvl, a].item(), aabbs[lvl, 3 + a].item()
+            if d[a] == 0:
+                if not lo <= o[a] <= hi:
+                    ts = None
+                    break
+                continue
+            ta, tb = (lo - o[a]) / d[a], (hi - o[a]) / d[a]
+            ts.append((min(ta, tb), max(ta, tb)))
+        if ts is None or not ts:
+            continue
+        enter, leave = max(a for a, _ in ts), min(b for _, b in ts)
+        if leave > enter:
+            t_lo, t_hi = min(t_lo, enter), max(t_hi, leave)
+    start, end = max(t_lo, near), min(t_hi, far)
+    out = []
+    t = start
+    while t < end:
+        t_next = min(t + max(cone * t, step), end)
+        mid = (t + t_next) / 2
+        if brute_force_occupied([o[a] + d[a] * mid for a in range(3)], binaries, aabbs):
+            out.append((t, t_next))
+        t = t_next
+    return out
+
+
+def random_rays(n, generator, dtype=torch.float64):
+    origins = (torch.rand(n, 3, generator=generator, dtype=dtype) - 0.5) * 6
+    dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator, dtype=dtype), dim=-1)
+    return origins, dirs
+
+
+@pytest.mark.parametrize("cone", [0.0, 0.02])
+@pytest.mark.parametrize("levels", [1, 2])
+def test_traverse_grids_matches_a_brute_force_march(cone, levels):
+    g = torch.Generator().manual_seed(levels + int(cone * 100))
+    res = 6
+    binaries = torch.rand(levels, res, res, res, generator=g) > 0.6
+    half = 2.0 ** torch.arange(levels, dtype=torch.float64)[:, None]
+    aabbs = torch.cat([-half.expand(-1, 3), half.expand(-1, 3)], dim=-1) + 0.1
+    rays_o, rays_d = random_rays(24, g)
+    near = torch.rand(24, generator=g, dtype=torch.float64) * 0.5
+    far = near + 2 + torch.rand(24, generator=g, dtype=torch.float64) * 6
+    step = 0.07
+    intervals, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, near, far, step, cone)
+    t0 = intervals.vals[intervals.is_left]
+    t1 = intervals.vals[intervals.is_right]
+    torch.testing.assert_close(samples.vals, (t0 + t1) / 2)
+    assert samples.ray_indices.dtype == torch.int64
+    total = 0
+    for r in range(24):
+        expected = brute_force_march(rays_o[r].tolist(), rays_d[r].tolist(), binaries, aabbs, near[r].item(),
+                                     far[r].item(), step, cone)
+        mine = samples.ray_indices == r
+        start, count = samples.packed_info[r].tolist()
+        assert count == len(expected), f"ray {r}"
+        assert mine.nonzero()[:, 0].tolist() == list(range(start, start + count))
+        if expected:
+            torch.testing.assert_close(t0[mine], torch.tensor([a for a, _ in expected], dtype=torch.float64))
+            torch.testing.assert_close(t1[mine], torch.tensor([b for _, b in expected], dtype=torch.float64))
+        total += count
+    assert total > 20  # the random grids do keep samples
+
+
+def test_march_steps_switches_from_constant_to_growing_steps():
+    ray, t0, t1 = march_steps(torch.tensor([0.0]), torch.tensor([3.0]), step_size=0.1, cone_angle=0.05)
+    widths = t1 - t0
+    # constant 0.1 until t = step / cone = 2, then 5% of t; the last step is cut at t = 3
+    torch.testing.assert_close(widths[t0 < 1.95], torch.full_like(widths[t0 < 1.95], 0.1))
+    grown = (t0 >= 1.99) & (t1 < 3.0)
+    torch.testing.assert_close(widths[grown], t0[grown] * 0.05)
+    assert t1[-1].item() == pytest.approx(3.0) and t0[0].item() == 0.0
+    torch.testing.assert_close(t0[1:], t1[:-1])
+
+
+def test_traverse_grids_handles_empty_results():
+    binaries = torch.ones(1, 4, 4, 4, dtype=torch.bool)
+    aabbs = torch.tensor([[-1.0, -1, -1, 1, 1, 1]])
+    # every ray misses the box
+    rays_o = torch.tensor([[5.0, 5, 5], [0, 3, 0]])
+    rays_d = torch.tensor([[0.0, 0, 1], [1, 0, 0]])
+    intervals, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, step_size=0.1)
+    assert samples.vals.shape == (0,) and intervals.vals.shape == (0,)
+    assert samples.packed_info.tolist() == [[0, 0], [0, 0]]
+    # every cell empty
+    _, samples, _ = traverse_grids(torch.tensor([[0.0, 0, 3]]), torch.tensor([[0.0, 0, -1]]),
+                                   torch.zeros(1, 4, 4, 4, dtype=torch.bool), aabbs, step_size=0.1)
+    assert samples.vals.numel() == 0
+    # far < near
+    _, samples, _ = traverse_grids(torch.tensor([[0.0, 0, 3]]), torch.tensor([[0.0, 0, -1]]), binaries, aabbs,
+                                   near_planes=torch.tensor([3.0]), far_planes=torch.tensor([2.5]), step_size=0.1)
+    assert samples.vals.numel() == 0
+    # no rays at all
+    _, samples, term = traverse_grids(torch.zeros(0, 3), torch.zeros(0, 3), binaries, aabbs, step_size=0.1)
+    assert samples.vals.shape == (0,) and samples.packed_info.shape == (0, 2) and term.shape == (0,)
+
+
+def test_rays_starting_inside_the_box_start_at_the_near_plane():
+    binaries = torch.ones(1, 4, 4, 4, dtype=torch.bool)
+    aabbs = torch.tensor([[-1.0, -1, -1, 1, 1, 1]])
+    _, samples, _ = traverse_grids(torch.zeros(1, 3), torch.tensor([[1.0, 0, 0]]), binaries, aabbs,
+                                   near_planes=torch.tensor([0.05]), step_size=0.1)
+    assert samples.vals[0].item() == pytest.approx(0.1)  # first interval [0.05, 0.15]
+    assert samples.vals[-1].item() <= 1.0
+    assert samples.packed_info[0, 1].item() == 10  # [0.05, 0.95] in 9 steps + the cut step [0.95, 1]
+
+
+def test_samples_never_pass_far_plane_or_lie_in_empty_cells():
+    g = torch.Generator().manual_seed(3)
+    binaries = torch.rand(1, 8, 8, 8, generator=g) > 0.5
+    aabbs = torch.tensor([[-1.0, -1, -1, 1, 1, 1]])
+    rays_o, rays_d = random_rays(200, g, dtype=torch.float32)
+    far = torch.rand(200, generator=g) * 4
+    intervals, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, far_planes=far, step_size=0.05)
+    t1 = intervals.vals[intervals.is_right]
+    assert (t1 <= far[samples.ray_indices] + 1e-6).all()
+    mids = rays_o[samples.ray_indices] + rays_d[samples.ray_indices] * samples.vals[:, None]
+    occupied = [brute_force_occupied(p, binaries, aabbs) for p in mids.tolist()]
+    assert all(occupied) and len(occupied) > 0
+
+
+def test_traverse_steps_limit_caps_samples_and_reports_where_marching_stopped():
+    binaries = torch.ones(1, 4, 4, 4, dtype=torch.bool)
+    aabbs = torch.tensor([[-1.0, -1, -1, 1, 1, 1]])
+    rays_o = torch.tensor([[0.0, 0, 3], [0, 0, 3]])
+    rays_d = torch.tensor([[0.0, 0, -1], [0, 0, -1]])
+    mask = torch.tensor([True, False])
+    intervals, samples, term = traverse_grids(rays_o, rays_d, binaries, aabbs, step_size=0.25,
+                                              traverse_steps_limit=3, rays_mask=mask)
+    assert samples.packed_info.tolist() == [[0, 3], [3, 0]]
+    assert term[0].item() == pytest.approx(2.75)  # the end of the third step [2.5, 2.75]
+
+
+def sphere_occupancy(x):
+    return (x.norm(dim=-1) < 0.5).float()
+
+
+def trained_estimator(levels=1):
+    est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=16, levels=levels)
+    est.train()
+    for step in range(0, 64, 16):
+        est.update_every_n_steps(step, sphere_occupancy, warmup_steps=32, n=16)
+    return est
+
+
+def test_occupancy_update_finds_the_occupied_region():
+    est = trained_estimator()
+    centres = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], 16).grid_coords.float()
+    centres = -1 + (centres + 0.5) / 16 * 2
+    inside = centres.norm(dim=-1) < 0.5 - 0.11  # inside the sphere by more than a half-diagonal
+    outside = centres.norm(dim=-1) > 0.5 + 0.11  # beyond the sphere by more than a cell's half-diagonal
+    flat = est.binaries[0].reshape(-1)
+    assert flat[inside].all() and not flat[outside].any()
+
+
+def test_sampling_stays_in_the_occupied_region_and_early_stop_prunes():
+    est = trained_estimator()
+    rays_o = torch.tensor([[0.0, 0, 3], [0.9, 0.9, 3]])
+    rays_d = torch.tensor([[0.0, 0, -1], [0, 0, -1]])
+    ray_indices, t_starts, t_ends = est.sampling(rays_o, rays_d, render_step_size=0.02)
+    assert (ray_indices == 0).all()  # the second ray passes beside the sphere
+    assert t_starts.min() >= 2.5 - 0.13 and t_ends.max() <= 3.5 + 0.13
+    n_all = ray_indices.numel()
+    # An opaque field: only the first couple of samples survive early termination.
+    ray_indices, t_starts, _ = est.sampling(rays_o, rays_d, render_step_size=0.02,
+                                            sigma_fn=lambda t0, t1, r: torch.full_like(t0, 500.0))
+    assert 1 <= ray_indices.numel() <= 3 < n_all
+    # alpha threshold: a faint field is pruned entirely
+    ray_indices, _, _ = est.sampling(rays_o, rays_d, render_step_size=0.02, alpha_thre=0.01,
+                                     alpha_fn=lambda t0, t1, r: torch.full_like(t0, 1e-3))
+    assert ray_indices.numel() == 0
+
+
+def test_stratified_sampling_shifts_by_less_than_a_step():
+    est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=8)
+    rays_o, rays_d = torch.tensor([[0.0, 0, 3]]), torch.tensor([[0.0, 0, -1]])
+    _, t_fixed, _ = est.sampling(rays_o, rays_d, render_step_size=0.1)
+    g = torch.Generator().manual_seed(0)
+    _, t_strat, _ = est.sampling(rays_o, rays_d, render_step_size=0.1, stratified=True, generator=g)
+    shift = t_strat[0] - t_fixed[0]
+    assert 0 < shift.item() < 0.1
+    torch.testing.assert_close(t_strat[1:-1] - t_fixed[1:t_strat.numel() - 1], shift.expand(t_strat.numel() - 2))
+
+
+def test_per_ray_t_min_t_max_bound_the_samples():
+    est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=8)
+    rays_o = torch.tensor([[0.0, 0, 3], [0.0, 0, 3]])
+    rays_d = torch.tensor([[0.0, 0, -1], [0, 0, -1]])
+    ray_indices, t_starts, t_ends = est.sampling(rays_o, rays_d, render_step_size=0.1,
+                                                 t_min=torch.tensor([2.5, 3.0]), t_max=torch.tensor([3.0, 3.5]))
+    assert t_starts[ray_indices == 0].min().item() == pytest.approx(2.5)
+    assert t_ends[ray_indices == 0].max().item() == pytest.approx(3.0)
+    assert t_starts[ray_indices == 1].min().item() == pytest.approx(3.0)
+
+
+def test_multilevel_grid_marks_cells_outside_the_roi(tmp_path):
+    def occ(x):
+        return ((x - torch.tensor([1.5, 0, 0])).norm(dim=-1) < 0.3).float()  # outside level 0's box
+
+    est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=16, levels=2)
+    est.train()
+    est.update_every_n_steps(0, occ, n=1)
+    assert not est.binaries[0].any() and est.binaries[1].any()
+    ray_indices, t_starts, t_ends = est.sampling(torch.tensor([[1.5, 0, 3]]), torch.tensor([[0.0, 0, -1]]),
+                                                 render_step_size=0.05)
+    mids = 3 - (t_starts + t_ends) / 2
+    assert ray_indices.numel() > 0 and (mids.abs() < 0.3 + 0.25).all()
+
+
+def test_estimator_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    est = trained_estimator(levels=2)
+    torch.save({"est": est.state_dict()}, tmp_path / "ckpt.pt")
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    fresh = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=16, levels=2)
+    fresh.load_state_dict(state["est"])
+    assert torch.equal(fresh.binaries, est.binaries) and torch.equal(fresh.occs, est.occs)
+
+
+def test_update_outside_training_mode_is_refused():
+    est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=4)
+    est.eval()
+    with pytest.raises(RuntimeError, match="training"):
+        est.update_every_n_steps(0, sphere_occupancy)
+
+
+def test_invisible_cells_are_never_occupied():
+    est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=8)
+    # One OpenGL camera at z = 3 looking down -z with a narrow field of view: it sees only the centre column.
+    c2w = torch.tensor([[[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 3]]])
+    K = torch.tensor([[100.0, 0, 10], [0, 100.0, 10], [0, 0, 1]])
+    est.mark_invisible_cells(K, c2w, width=20, height=20, opengl=True)
+    occs = est.occs.view(8, 8, 8)
+    assert (occs[3:5, 3:5, :] >= 0).all()  # the column under the camera is seen
+    assert (occs[0, 0, :] < 0).all()  # a far corner column is not
+    est.train()
+    est.update_every_n_steps(0, lambda x: torch.ones(x.shape[0]), n=1)
+    assert not est.binaries[0, 0, 0].any() and est.binaries[0, 4, 4].all()
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="roi_aabb"):
+        OccGridEstimator([1.0, 1, 1, -1, -1, -1])
+    with pytest.raises(ValueError, match="resolution"):
+        OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=0)
+    est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=4)
+    with pytest.raises(ValueError, match="sigma_fn"):
+        est.sampling(torch.zeros(1, 3), torch.tensor([[1.0, 0, 0]]), render_step_size=0.1,
+                     sigma_fn=lambda t0, t1, r: t0[:1])
+    with pytest.raises(ValueError, match="step_size"):
+        traverse_grids(torch.zeros(1, 3), torch.ones(1, 3), est.binaries, est.aabbs, step_size=0.0)
