@@ -8,14 +8,12 @@ termination using the field's density.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..render.volrend import render_visibility_from_alpha, render_visibility_from_density
-from ..sampling.aabb import ray_aabb_intersect
 from ..sampling.grid import traverse_grids
 
 __all__ = ["OccGridEstimator"]
@@ -89,12 +87,13 @@ class OccGridEstimator(nn.Module):
             rays_o, rays_d: ``(n_rays, 3)`` origins and directions.
             sigma_fn: ``f(t_starts (N,), t_ends (N,), ray_indices (N,)) -> sigmas (N,)``; with it (or
                 ``alpha_fn``) samples behind an opaque surface (transmittance ``< early_stop_eps``) and
-                samples with opacity ``< alpha_thre`` are dropped.
+                samples with opacity ``< alpha_thre`` are dropped (the threshold is capped by the grid's mean
+                opacity estimate, so a young grid prunes gently).
             alpha_fn: the same, returning opacities ``(N,)``.
             near_plane, far_plane: bounds on ``t`` for every ray; t_min, t_max: optional ``(n_rays,)`` per-ray
                 bounds, intersected with them.
             render_step_size: the marching step; cone_angle: steps grow as ``cone_angle * t`` far away.
-            stratified: start each ray's march a random fraction of a step after it enters the grid (training).
+            stratified: shift each ray's steps by a random fraction of a step (training).
             generator: random source for ``stratified``.
 
         Returns:
@@ -109,10 +108,7 @@ class OccGridEstimator(nn.Module):
             near = torch.maximum(near, t_min)
         if t_max is not None:
             far = torch.minimum(far, t_max)
-        if stratified:  # shift the grid of steps by a random fraction of a step, from where marching begins
-            t_enter, _, hits = ray_aabb_intersect(rays_o, rays_d, self.aabbs.to(rays_o.dtype))
-            t_enter = torch.where(hits, t_enter, torch.full_like(t_enter, math.inf)).amin(dim=-1)
-            near = torch.maximum(near, torch.where(torch.isfinite(t_enter), t_enter, near))
+        if stratified:  # steps are anchored at the near plane: this shifts them by a random fraction of a step
             near = near + torch.rand(near.shape, device=near.device, dtype=near.dtype,
                                      generator=generator) * render_step_size
         intervals, samples, _ = traverse_grids(rays_o, rays_d, self.binaries, self.aabbs, near, far,
@@ -120,6 +116,8 @@ class OccGridEstimator(nn.Module):
         t_starts, t_ends = intervals.vals[intervals.is_left], intervals.vals[intervals.is_right]
         ray_indices, packed_info = samples.ray_indices, samples.packed_info
         if (sigma_fn is not None or alpha_fn is not None) and ray_indices.numel() > 0:
+            # Early in training every opacity is small: never prune harder than the grid's mean opacity.
+            alpha_thre = min(alpha_thre, float(self.occs.mean().item()))
             if sigma_fn is not None:
                 sigmas = sigma_fn(t_starts, t_ends, ray_indices)
                 _check_shape("sigma_fn", sigmas, t_starts)

@@ -1,14 +1,16 @@
 """Marching rays through multi-level binary occupancy grids (the torch reference of ``traverse_grids``).
 
-A ray is marched from where it enters the union of the grids' boxes (or its near plane, if later) to where it
-leaves them (or its far plane, if earlier), in steps ``dt(t) = max(cone_angle * t, step_size)``: constant steps
-near the camera, growing in proportion to the distance once ``cone_angle * t`` exceeds ``step_size`` (the
-"cone" of a pixel). A step ``[t_k, t_k+1]`` becomes a sample when its midpoint lies in an occupied cell of the
-first grid (lowest level) whose box holds the midpoint. The last step is cut at the ray's end, so no sample
-ever reaches past ``far_planes`` or the grid boxes.
+Each ray takes steps from its near plane, ``dt(t) = max(cone_angle * t, step_size)``: constant steps near the
+camera, growing in proportion to the distance once ``cone_angle * t`` exceeds ``step_size`` (the "cone" of a
+pixel). A step ``[t_k, t_k+1]`` becomes a sample when its midpoint lies inside the grids' boxes, within the ray's
+``[near, far)`` bounds, and in an occupied cell of the first grid (lowest level) whose box holds it. These are
+nerfacc's rules, so the same grid gives the same samples; midpoints never leave the bounds, while a step's ends
+may reach half a step beyond them.
 
 The work is vectorised over all candidate steps of a batch of rays (processed in bounded chunks), so its cost
-is linear in the number of steps and nothing loops over rays in Python.
+is linear in the number of steps between the ray's entry into the boxes and its exit, and nothing loops over
+rays in Python. Step indices are worked out in closed form per ray, so empty space before the boxes costs
+nothing.
 """
 
 from __future__ import annotations
@@ -54,59 +56,87 @@ def grid_occupancy_at(x: Tensor, binaries: Tensor, aabbs: Tensor) -> Tensor:
     return (level >= 0) & flat[level.clamp_min(0) * n_cells + cell.clamp(0, n_cells - 1)]
 
 
-def _step_schedule(t_start: Tensor, t_end: Tensor, step_size: float, cone_angle: float
-                   ) -> tuple[Tensor, Tensor, Tensor]:
-    """Per ray: the number of steps (one spare), and the linear/geometric switch ``(k1, T1)``.
+class _Steps:
+    """The step positions of a batch of rays: ``t_k = a + k * step`` for ``k <= k1``, then
+    ``t_k = T1 * (1 + cone) ** (k - k1)`` with ``T1 = a + k1 * step`` the first position where
+    ``cone * t >= step``; ``a`` is each ray's anchor (its near plane). Per-ray values are ``(n,)`` tensors."""
 
-    Steps are ``t_k = t_start + k * step_size`` for ``k <= k1`` and ``T1 * (1 + cone_angle) ** (k - k1)`` after,
-    where ``T1 = t_start + k1 * step_size`` is the first linear position with ``cone_angle * t >= step_size``.
-    """
-    length = (t_end - t_start).clamp_min(0.0)
-    if cone_angle <= 0.0:
-        n = torch.ceil(length / step_size)
-        k1 = torch.full_like(t_start, math.inf)
-        return n.long() + 1, k1, t_start
-    t_switch = step_size / cone_angle
-    k1 = torch.ceil((t_switch - t_start) / step_size).clamp_min(0.0)
-    t1 = t_start + k1 * step_size
-    linear_n = torch.ceil(length / step_size)
-    geometric_n = k1 + torch.ceil(torch.log(t_end.clamp_min(1e-30) / t1) / math.log1p(cone_angle))
-    n = torch.where(t_end <= t1, linear_n, geometric_n)
-    return n.long() + 1, k1, t1
+    def __init__(self, anchor: Tensor, step_size: float, cone_angle: float) -> None:
+        self.a, self.step, self.cone = anchor, step_size, cone_angle
+        if cone_angle > 0.0:
+            self.k1 = torch.ceil((step_size / cone_angle - anchor) / step_size).clamp_min(0.0)
+        else:
+            self.k1 = torch.full_like(anchor, math.inf)
+        self.t1 = anchor + torch.where(torch.isfinite(self.k1), self.k1, 0.0) * step_size
+
+    def position(self, k: Tensor, rays: Tensor | None = None) -> Tensor:
+        """``t_k`` for float step indices ``k``; ``rays`` picks each index's ray (default: one per ray)."""
+        a, k1, t1 = (self.a, self.k1, self.t1) if rays is None else (self.a[rays], self.k1[rays], self.t1[rays])
+        linear = a + k * self.step
+        if self.cone <= 0.0:
+            return linear
+        return torch.where(k <= k1, linear, t1 * torch.exp((k - k1) * math.log1p(self.cone)))
+
+    def midpoint(self, k: Tensor, rays: Tensor | None = None) -> Tensor:
+        return (self.position(k, rays) + self.position(k + 1, rays)) * 0.5
+
+    def first_with_midpoint_at_or_after(self, x: Tensor) -> Tensor:
+        """Per ray, the smallest ``k >= 0`` with ``midpoint(k) >= x`` (float)."""
+        k = torch.ceil((x - self.a) / self.step - 0.5)
+        if self.cone > 0.0:
+            geometric = self.k1 + torch.ceil(
+                torch.log(x.clamp_min(1e-30) / (self.t1 * (1.0 + self.cone / 2))) / math.log1p(self.cone))
+            k = torch.where(x > self.t1 - self.step / 2, torch.maximum(geometric, self.k1), k)
+        k = k.clamp_min(0.0)
+        # The closed forms can be off by one in floating point: settle on the exact answer.
+        k = torch.where((k > 0) & (self.midpoint(k - 1) >= x), k - 1, k)
+        return torch.where(self.midpoint(k) < x, k + 1, k)
 
 
-def _step_positions(k: Tensor, t_start: Tensor, k1: Tensor, t1: Tensor, step_size: float,
-                    cone_angle: float) -> Tensor:
-    """``t_k`` for step indices ``k`` (float), with each step's ray values gathered alongside."""
-    linear = t_start + k * step_size
-    if cone_angle <= 0.0:
-        return linear
-    geometric = t1 * torch.exp((k - k1) * math.log1p(cone_angle))
-    return torch.where(k <= k1, linear, geometric)
-
-
-def march_steps(t_start: Tensor, t_end: Tensor, step_size: float, cone_angle: float = 0.0
+def march_steps(anchor: Tensor, t_start: Tensor, t_end: Tensor, step_size: float, cone_angle: float = 0.0
                 ) -> tuple[Tensor, Tensor, Tensor]:
-    """All steps of every ray between ``t_start`` and ``t_end`` (no occupancy test).
+    """Every step of every ray whose midpoint lies in ``[t_start, t_end)`` (no occupancy test).
+
+    Steps start at ``anchor`` and have length ``max(cone_angle * t, step_size)``; a step belongs to the segment
+    that holds its midpoint, so a kept step may begin up to half a step before ``t_start`` or end up to half a
+    step after ``t_end`` (as in nerfacc), while its midpoint never leaves the segment.
 
     Args:
-        t_start, t_end: ``(n_rays,)``; rays with ``t_end <= t_start`` get no steps.
-        step_size: the minimum step (world units); cone_angle: growth of the step with distance.
+        anchor, t_start, t_end: ``(n_rays,)``; rays with ``t_end <= t_start`` get no steps.
 
     Returns:
-        ``ray_indices (S,)`` int64, ``t0 (S,)``, ``t1 (S,)``: consecutive steps, grouped by ray, the last step of
-        each ray cut at ``t_end``.
+        ``ray_indices (S,)`` int64, ``t0 (S,)``, ``t1 (S,)``: the steps, grouped by ray, in order.
     """
-    counts, k1, t1 = _step_schedule(t_start, t_end, step_size, cone_angle)
-    counts = torch.where(t_end > t_start, counts, torch.zeros_like(counts))
-    ray_indices = torch.repeat_interleave(torch.arange(t_start.shape[0], device=t_start.device), counts)
-    starts = torch.cumsum(counts, 0) - counts
-    k = (torch.arange(ray_indices.shape[0], device=t_start.device) - starts[ray_indices]).to(t_start.dtype)
-    args = (t_start[ray_indices], k1[ray_indices], t1[ray_indices], step_size, cone_angle)
-    t0 = _step_positions(k, *args)
-    t_next = torch.minimum(_step_positions(k + 1, *args), t_end[ray_indices])
-    keep = t_next > t0  # drops the spare step (and any rounding leftovers) past the end
-    return ray_indices[keep], t0[keep], t_next[keep]
+    dtype, device = t_start.dtype, t_start.device
+    # Per ray, in float64: the index of the first and one-past-the-last step, and where the first step begins.
+    steps = _Steps(anchor.double(), step_size, cone_angle)
+    k_lo = steps.first_with_midpoint_at_or_after(t_start.double())
+    k_hi = steps.first_with_midpoint_at_or_after(t_end.double())
+    counts = torch.where(t_end > t_start, (k_hi - k_lo).clamp_min(0.0), 0.0).long()
+    first_t = steps.position(k_lo).to(dtype)
+    # Per step, in the rays' precision: positions relative to the ray's first step.
+    rays = torch.repeat_interleave(torch.arange(t_start.shape[0], device=device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    j = (torch.arange(rays.shape[0], device=device) - first.index_select(0, rays)).to(dtype)
+    t_first = first_t.index_select(0, rays)
+    if cone_angle <= 0.0:
+        t0 = t_first + j * step_size
+        t1 = t0 + step_size
+    else:
+        j1 = (steps.k1 - k_lo).to(dtype).index_select(0, rays)  # steps after j1 grow geometrically
+        t_switch = steps.t1.to(dtype).index_select(0, rays)
+        growth = math.log1p(cone_angle)
+
+        def position(jj: Tensor) -> Tensor:
+            return torch.where(jj <= j1, t_first + jj * step_size, t_switch * torch.exp((jj - j1) * growth))
+
+        t0, t1 = position(j), position(j + 1)
+    # Decide membership again in the output precision, so that no midpoint is outside [t_start, t_end).
+    mids = (t0 + t1) * 0.5
+    keep = (mids >= t_start.index_select(0, rays)) & (mids < t_end.index_select(0, rays))
+    if bool(keep.all()):
+        return rays, t0, t1
+    return rays[keep], t0[keep], t1[keep]
 
 
 @torch.no_grad()
@@ -125,6 +155,10 @@ def traverse_grids(
     traverse_steps_limit: int | None = None,
     over_allocate: bool = False,
     rays_mask: Tensor | None = None,
+    # precomputed intersections (nerfacc's arguments; recomputed here, so they are accepted and ignored)
+    t_sorted: Tensor | None = None,
+    t_indices: Tensor | None = None,
+    hits: Tensor | None = None,
 ) -> tuple[RayIntervals, RaySamples, Tensor]:
     """Marches rays through occupancy grids and returns the steps that fall in occupied cells.
 
@@ -133,11 +167,12 @@ def traverse_grids(
         binaries: ``(m, rx, ry, rz)`` boolean occupancy of ``m`` grids (levels).
         aabbs: ``(m, 6)`` box of each grid; where boxes overlap the lowest level decides.
         near_planes, far_planes: ``(n_rays,)`` per-ray bounds on ``t`` (default ``0`` and ``inf``).
-        step_size: the minimum step length; cone_angle: steps grow as ``cone_angle * t`` beyond
-            ``step_size / cone_angle``.
+        step_size: the minimum step length (> 0); cone_angle: steps grow as ``cone_angle * t`` beyond
+            ``step_size / cone_angle``. Steps start at each ray's near plane.
         traverse_steps_limit: keep at most this many samples per ray (for marching in rounds at inference).
         over_allocate: accepted for nerfacc compatibility; the output is always exactly sized.
         rays_mask: ``(n_rays,)`` booleans; rays that are ``False`` are not marched.
+        t_sorted, t_indices, hits: nerfacc's precomputed box intersections; ignored (they are cheap to redo).
 
     Returns:
         ``intervals``: packed :class:`RayIntervals` (each sample's two edges, ``is_left``/``is_right``),
@@ -145,7 +180,7 @@ def traverse_grids(
         ``ray_indices (N,)`` (int64), and ``termination_planes (n_rays,)``: where each ray's march ended (its
         far bound, or the end of its last kept sample when ``traverse_steps_limit`` cut it short).
     """
-    del over_allocate
+    del over_allocate, t_sorted, t_indices, hits
     if rays_o.ndim != 2 or rays_o.shape[-1] != 3 or rays_d.shape != rays_o.shape:
         raise ValueError(f"rays_o and rays_d must both be (n_rays, 3), got {tuple(rays_o.shape)} and "
                          f"{tuple(rays_d.shape)}")
@@ -166,21 +201,23 @@ def traverse_grids(
     active = torch.isfinite(t_start) & torch.isfinite(t_end) & (t_end > t_start)
     if rays_mask is not None:
         active = active & rays_mask.to(torch.bool)
-    t_start = torch.where(active, t_start, torch.zeros_like(t_start))
-    t_end = torch.where(active, t_end, torch.zeros_like(t_end))
+    t_start = torch.where(active, t_start, near)
+    t_end = torch.where(active, t_end, near)
 
     # Rays are marched in groups whose candidate steps fit the chunk budget.
-    counts = torch.where(active, _step_schedule(t_start, t_end, step_size, cone_angle)[0], 0)
-    bounds = _chunk_bounds(counts, _CANDIDATE_CHUNK)
+    steps = _Steps(near.double(), step_size, cone_angle)
+    counts = (steps.first_with_midpoint_at_or_after(t_end.double())
+              - steps.first_with_midpoint_at_or_after(t_start.double())).clamp_min(0.0)
+    counts = torch.where(active, counts, 0.0).long()
     parts_r, parts_t0, parts_t1 = [], [], []
-    for lo, hi in bounds:
-        r, t0, t1 = march_steps(t_start[lo:hi], t_end[lo:hi], step_size, cone_angle)
+    for lo, hi in _chunk_bounds(counts, _CANDIDATE_CHUNK):
+        r, t0, t1 = march_steps(near[lo:hi], t_start[lo:hi], t_end[lo:hi], step_size, cone_angle)
         mids = (t0 + t1) * 0.5
-        x = rays_o[lo:hi][r] + rays_d[lo:hi][r] * mids[:, None]
-        keep = grid_occupancy_at(x, binaries, aabbs.to(dtype))
-        parts_r.append(r[keep] + lo)
-        parts_t0.append(t0[keep])
-        parts_t1.append(t1[keep])
+        x = torch.addcmul(rays_o[lo:hi].index_select(0, r), rays_d[lo:hi].index_select(0, r), mids[:, None])
+        keep = torch.nonzero(grid_occupancy_at(x, binaries, aabbs.to(dtype)))[:, 0]
+        parts_r.append(r.index_select(0, keep) + lo)
+        parts_t0.append(t0.index_select(0, keep))
+        parts_t1.append(t1.index_select(0, keep))
     ray_indices = torch.cat(parts_r) if parts_r else torch.zeros(0, dtype=torch.long, device=device)
     t0 = torch.cat(parts_t0) if parts_t0 else torch.zeros(0, dtype=dtype, device=device)
     t1 = torch.cat(parts_t1) if parts_t1 else torch.zeros(0, dtype=dtype, device=device)
