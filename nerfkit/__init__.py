@@ -6,12 +6,14 @@ The public API. Rendering and sampling functions keep nerfacc's names and semant
 
 from .cameras import Cameras, look_at, rays_from_pixels
 from .encoders import FrequencyEncoder
+from .estimators import OccGridEstimator, PropNetEstimator, get_proposal_requires_grad_fn
 from .fields import VanillaFieldConfig, VanillaNeRFField
-from .render import (accumulate_along_rays, exclusive_prod, exclusive_sum, inclusive_prod, inclusive_sum,
-                     pack_info, render_transmittance_from_alpha, render_transmittance_from_density,
+from .render import (accumulate_along_rays, distortion, exclusive_prod, exclusive_sum, inclusive_prod,
+                     inclusive_sum, pack_info, render_transmittance_from_alpha, render_transmittance_from_density,
                      render_visibility_from_alpha, render_visibility_from_density, render_weight_from_alpha,
                      render_weight_from_density, rendering)
-from .sampling import merge_edges, ray_aabb_intersect, sample_pdf, stratified_edges
+from .sampling import (RayIntervals, RaySamples, importance_sampling, merge_edges, ray_aabb_intersect, sample_pdf,
+                       searchsorted, stratified_edges, traverse_grids)
 
 __version__ = "0.1.0"
 
@@ -27,6 +29,11 @@ __all__ = [
     "render_weight_from_alpha", "render_weight_from_density",
     "render_visibility_from_alpha", "render_visibility_from_density",
     "accumulate_along_rays", "rendering",
+    # losses
+    "distortion",
     # sampling
-    "ray_aabb_intersect", "stratified_edges", "sample_pdf", "merge_edges",
+    "RayIntervals", "RaySamples", "ray_aabb_intersect", "traverse_grids", "importance_sampling", "searchsorted",
+    "stratified_edges", "sample_pdf", "merge_edges",
+    # estimators
+    "OccGridEstimator", "PropNetEstimator", "get_proposal_requires_grad_fn",
 ]

@@ -1,7 +1,22 @@
 import pytest
 import torch
 
-from nerfkit.render import distortion, pack_info
+from nerfkit.render import distortion as nerfkit_distortion
+from nerfkit.render import pack_info
+
+
+def distortion(*args, **kwargs):
+    """The loss per ray without nerfacc's trailing unit dimension (checked in its own test below)."""
+    out = nerfkit_distortion(*args, **kwargs)
+    assert out.shape[-1] == 1
+    return out.squeeze(-1)
+
+
+def test_distortion_returns_nerfaccs_shapes():
+    w = torch.rand(4, 3)
+    assert nerfkit_distortion(w, w.cumsum(-1), w.cumsum(-1) + 1).shape == (4, 1)
+    assert nerfkit_distortion(w.reshape(-1), torch.arange(12.0), torch.arange(12.0) + 1,
+                              ray_indices=torch.arange(4).repeat_interleave(3), n_rays=5).shape == (5, 1)
 
 
 def reference_distortion(weights, t_starts, t_ends):

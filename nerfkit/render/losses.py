@@ -112,8 +112,8 @@ def distortion(
         packed_info: ``(n_rays, 2) = [start, count]`` for packed input, instead of ``ray_indices``.
 
     Returns:
-        The loss per ray: ``(...,)`` batched or ``(n_rays,)`` packed (0 for rays without samples). nerfacc 0.5
-        returns ``(n_rays, 1)``; take ``[:, None]`` for that shape.
+        The loss per ray: ``(..., 1)`` batched or ``(n_rays, 1)`` packed, as nerfacc 0.5 (0 for rays without
+        samples).
     """
     if t_starts.shape != weights.shape:
         raise ValueError(f"t_starts must have the shape of weights {tuple(weights.shape)}, "
@@ -134,7 +134,7 @@ def distortion(
         if layout.ray_ids.shape[0] != weights.shape[0]:
             raise ValueError(f"packed_info counts sum to {layout.ray_ids.shape[0]} samples, "
                              f"but weights has {weights.shape[0]}")
-        return _Distortion.apply(weights, t_starts, t_ends, layout)
+        return _Distortion.apply(weights, t_starts, t_ends, layout)[:, None]
     if weights.ndim == 0:
         raise ValueError("batched weights must have shape (..., n_samples), got a 0-d tensor")
     if n_rays is not None:
@@ -142,4 +142,4 @@ def distortion(
     lead, row_len = weights.shape[:-1], weights.shape[-1]
     layout = _Layout(lead.numel(), row_len=row_len)
     loss = _Distortion.apply(weights.reshape(-1), t_starts.reshape(-1), t_ends.reshape(-1), layout)
-    return loss.view(lead)
+    return loss.view(*lead, 1)
