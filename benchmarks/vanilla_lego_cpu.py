@@ -1,7 +1,7 @@
 """Vanilla NeRF on the real lego scene at 100x100 on CPU for a fixed wall time, with each sampler.
 
 Trains the same model for ``--seconds`` once with coarse-to-fine sampling (stratified + inverse-CDF, two
-networks) and once with the occupancy grid (``--model.estimator occgrid``: one network, empty space skipped,
+networks) and once with the occupancy grid (``--vanilla.estimator occgrid``: one network, empty space skipped,
 rays stopped once opaque), and prints side by side the samples per ray, the training throughput in rays/s, the
 test PSNR/SSIM (white background, 100x100, every ``--test-stride``-th test view) and the rendering time. Writes
 everything to benchmarks/results/vanilla_lego_cpu.json.
@@ -34,7 +34,7 @@ def run(data: Path, seconds: float, estimator: str, test_stride: int) -> dict:
         cfg = TrainConfig(output=Path(tmp), data=DataConfig(path=data, downscale=8, background="random"),
                           steps=10**6, max_time=seconds, eval_every=0, eval_images=0, save_every=10**6,
                           log_every=50, progress=False)
-        cfg.model.estimator = estimator
+        cfg.vanilla.estimator = estimator
         result = train(cfg)
         lines = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
         _, model, scene, device = load_run(Path(tmp), None, "cpu")
@@ -52,7 +52,7 @@ def run(data: Path, seconds: float, estimator: str, test_stride: int) -> dict:
         "test_psnr": report["psnr"], "test_ssim": report["ssim"], "test_views": indices,
         "render_seconds_per_image": report["seconds_per_image"],
         "psnr_curve": [(r["step"], r["elapsed"], r["psnr"]) for r in lines if "psnr" in r][::4],
-        "model": to_dict(cfg.model),
+        "model": to_dict(cfg.vanilla),
     }
 
 

@@ -7,9 +7,9 @@ import pytest
 from nerfkit.cli import main
 
 TINY = ["--data.builtin.resolution", "24", "--data.builtin.n-train", "12", "--data.builtin.n-val", "2",
-        "--data.builtin.n-test", "3", "--model.n-coarse", "8", "--model.n-fine", "8",
-        "--model.coarse.depth", "2", "--model.coarse.width", "32", "--model.coarse.skips",
-        "--model.fine.depth", "2", "--model.fine.width", "32", "--model.fine.skips",
+        "--data.builtin.n-test", "3", "--vanilla.n-coarse", "8", "--vanilla.n-fine", "8",
+        "--vanilla.coarse.depth", "2", "--vanilla.coarse.width", "32", "--vanilla.coarse.skips",
+        "--vanilla.fine.depth", "2", "--vanilla.fine.width", "32", "--vanilla.fine.skips",
         "--batch-size", "128", "--eval-images", "1", "--no-progress"]
 
 

@@ -289,3 +289,64 @@ def test_bad_arguments_name_themselves():
                      sigma_fn=lambda t0, t1, r: t0[:1])
     with pytest.raises(ValueError, match="step_size"):
         traverse_grids(torch.zeros(1, 3), torch.ones(1, 3), est.binaries, est.aabbs, step_size=0.0)
+
+
+@pytest.mark.parametrize("levels", [1, 3])
+def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels):
+    from nerfkit.sampling.grid import grid_occupancy_at
+
+    g = torch.Generator().manual_seed(7 + levels)
+    binaries = torch.rand(levels, 16, 16, 16, generator=g) > 0.97  # sparse: most blocks are skipped
+    centre = torch.rand(levels, 3, generator=g) * 0.4 - 0.2  # overlapping, not nested, boxes
+    half = (torch.rand(levels, 3, generator=g) + 0.5)
+    aabbs = torch.cat([centre - half, centre + half], dim=-1)
+    rays_o, rays_d = random_rays(500, g, dtype=torch.float32)
+    rays_d = rays_d * (0.5 + torch.rand(500, 1, generator=g))  # non-unit directions too
+    near = torch.rand(500, generator=g)
+    intervals, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, near_planes=near, step_size=0.01)
+    # the full march, step by step
+    t_mins, t_maxs, hits = nerfkit_ray_aabb(rays_o, rays_d, aabbs)
+    t_start = torch.where(hits, t_mins, torch.full_like(t_mins, math.inf)).amin(-1).maximum(near)
+    t_end = torch.where(hits, t_maxs, torch.full_like(t_maxs, -math.inf)).amax(-1)
+    active = torch.isfinite(t_start) & torch.isfinite(t_end) & (t_end > t_start)
+    r, t0, t1 = march_steps(near, torch.where(active, t_start, near), torch.where(active, t_end, near), 0.01)
+    x = rays_o[r] + rays_d[r] * ((t0 + t1) / 2)[:, None]
+    keep = grid_occupancy_at(x, binaries, aabbs)
+    assert keep.sum() > 50 and keep.float().mean() < 0.2
+    assert torch.equal(samples.ray_indices, r[keep])
+    assert torch.equal(intervals.vals[intervals.is_left], t0[keep])
+    assert torch.equal(intervals.vals[intervals.is_right], t1[keep])
+
+
+def nerfkit_ray_aabb(rays_o, rays_d, aabbs):
+    from nerfkit.sampling import ray_aabb_intersect
+
+    return ray_aabb_intersect(rays_o, rays_d, aabbs)
+
+
+def test_rendering_in_rounds_matches_single_pass_rendering():
+    from nerfkit.methods.occgrid import OccGridConfig, OccGridSampler
+
+    class Blob(torch.nn.Module):  # a soft ball with a colour that varies in space
+        def query_density(self, x):
+            return 30.0 * torch.sigmoid((0.5 - x.norm(dim=-1)) * 20)
+
+        def forward(self, x, d):
+            return torch.sigmoid(x * 3 + d), self.query_density(x)
+
+    sampler = OccGridSampler(OccGridConfig(resolution=16, samples_per_round=4, early_stop_eps=1e-4),
+                             torch.tensor([-1.0, -1, -1, 1, 1, 1]), near=0.5, far=6.0)
+    sampler.train()
+    sampler.update(0, Blob().query_density)
+    sampler.eval()
+    g = torch.Generator().manual_seed(0)
+    rays_o = torch.tensor([0.0, 0, 3]) + torch.randn(64, 3, generator=g) * 0.3
+    rays_d = torch.nn.functional.normalize(torch.tensor([0.0, 0, -1]) + torch.randn(64, 3, generator=g) * 0.2, dim=-1)
+    bkgd = torch.ones(3)
+    with torch.no_grad():
+        rounds = sampler.render(Blob(), rays_o, rays_d, bkgd)
+        sampler.cfg.samples_per_round = 0
+        single = sampler.render(Blob(), rays_o, rays_d, bkgd)
+    torch.testing.assert_close(rounds["rgb"], single["rgb"], atol=2e-4, rtol=0)
+    torch.testing.assert_close(rounds["opacity"], single["opacity"], atol=2e-4, rtol=0)
+    assert rounds["opacity"].max() > 0.99 and rounds["opacity"].min() < 0.01  # hits and misses both present

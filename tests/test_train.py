@@ -17,7 +17,7 @@ def tiny_config(tmp_path, cache, **overrides) -> TrainConfig:
     data = DataConfig(builtin=BuiltinSceneConfig(resolution=24, n_train=12, n_val=2, n_test=3), cache_dir=cache)
     base = dict(output=tmp_path / "run", data=data, steps=20, batch_size=128, eval_every=0, eval_images=1,
                 save_every=10, log_every=5, progress=False,
-                model=VanillaConfig(n_coarse=8, n_fine=8, coarse=field, fine=field))
+                vanilla=VanillaConfig(n_coarse=8, n_fine=8, coarse=field, fine=field))
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -69,7 +69,7 @@ def test_short_training_run_learns_the_builtin_scene(tmp_path, tiny_scene_dir):
     on validation images (about 20 dB when written; an untrained model scores about 10 dB)."""
     field = VanillaFieldConfig(depth=4, width=64, skips=(2,), color_width=32, pos_freqs=6, dir_freqs=2)
     cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=200, batch_size=512, lr=3e-3, save_every=1000,
-                      eval_images=2, model=VanillaConfig(n_coarse=16, n_fine=16, coarse=field, fine=field))
+                      eval_images=2, vanilla=VanillaConfig(n_coarse=16, n_fine=16, coarse=field, fine=field))
     result = train(cfg)
     assert result.val_psnr > 17.0
     lines = [json.loads(line) for line in (cfg.output / "metrics.jsonl").read_text().splitlines()]
@@ -81,8 +81,8 @@ def test_resume_with_a_different_model_is_refused_clearly(tmp_path, tiny_scene_d
     cache = tiny_scene_dir.parent
     train(tiny_config(tmp_path, cache, steps=5, save_every=5))
     other = tiny_config(tmp_path, cache, steps=10, resume=True)
-    other.model.n_fine = 4
-    with pytest.raises(ValueError, match=r"different --model settings \(--model.n-fine\)"):
+    other.vanilla.n_fine = 4
+    with pytest.raises(ValueError, match=r"different --vanilla.\* settings \(--vanilla.n-fine\)"):
         train(other)
 
 

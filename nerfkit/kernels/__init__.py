@@ -4,7 +4,11 @@ Each kernel lives beside the torch reference it must match:
 
 * :mod:`nerfkit.kernels.scan_triton` -- segmented sums/products, reference :mod:`nerfkit.render.scan`;
 * :mod:`nerfkit.kernels.volrend_triton` -- weights/transmittance from density, reference
-  :mod:`nerfkit.render.volrend`.
+  :mod:`nerfkit.render.volrend`;
+* :mod:`nerfkit.kernels.grid_triton` -- marching rays through occupancy grids, reference
+  :func:`nerfkit.sampling.grid.traverse_grids`;
+* :mod:`nerfkit.kernels.hashgrid_triton` -- multiresolution hash encoding, reference
+  :mod:`nerfkit.encoders.hashgrid`.
 
 Which path a call takes (:func:`use_triton`), from the environment variable ``NERFKIT_KERNELS``:
 

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from ..estimators import OccGridEstimator
-from ..render import rendering
+from ..render import render_weight_from_density, rendering
+from ..sampling import traverse_grids
 
 __all__ = ["OccGridConfig", "OccGridSampler"]
 
@@ -45,6 +46,9 @@ class OccGridConfig:
     """Refresh the grid every N training steps."""
     warmup_steps: int = 256
     """Before this step every cell is refreshed; after, a random quarter plus a sample of occupied cells."""
+    samples_per_round: int = 32
+    """Rendering (not training) marches live rays this many occupied steps at a time and stops opaque ones
+    (0: one pass with a separate density pass for early stopping, as in training)."""
 
     def __post_init__(self) -> None:
         checks = {"resolution": self.resolution >= 1, "levels": self.levels >= 1,
@@ -52,13 +56,14 @@ class OccGridConfig:
                   "steps-per-diagonal": self.steps_per_diagonal >= 1, "cone-angle": self.cone_angle >= 0,
                   "early-stop-eps": 0 <= self.early_stop_eps < 1, "alpha-thre": 0 <= self.alpha_thre < 1,
                   "occ-thre": self.occ_thre >= 0, "ema-decay": 0 <= self.ema_decay <= 1,
-                  "update-every": self.update_every >= 1, "warmup-steps": self.warmup_steps >= 0}
+                  "update-every": self.update_every >= 1, "warmup-steps": self.warmup_steps >= 0,
+                  "samples-per-round": self.samples_per_round >= 0}
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"--model.occgrid.{name} has an invalid value: "
+                raise ValueError(f"occgrid.{name} has an invalid value: "
                                  f"{getattr(self, name.replace('-', '_'))!r}")
         if self.aabb is not None and not all(hi > lo for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
-            raise ValueError(f"--model.occgrid.aabb must be xmin ymin zmin xmax ymax zmax with max > min, "
+            raise ValueError(f"occgrid.aabb must be xmin ymin zmin xmax ymax zmax with max > min, "
                              f"got {self.aabb}")
 
 
@@ -76,7 +81,7 @@ class OccGridSampler(nn.Module):
         aabb = cfg.aabb if cfg.aabb is not None else scene_aabb
         if aabb is None:
             raise ValueError("the occupancy grid needs a scene box: the dataset gives none, so pass "
-                             "--model.occgrid.aabb XMIN YMIN ZMIN XMAX YMAX ZMAX")
+                             "--vanilla.occgrid.aabb XMIN YMIN ZMIN XMAX YMAX ZMAX")
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
         self.cfg, self.near, self.far = cfg, float(near), float(far)
         self.estimator = OccGridEstimator(aabb, cfg.resolution, cfg.levels)
@@ -98,6 +103,8 @@ class OccGridSampler(nn.Module):
         Returns ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)``, ``n_samples`` (a 0-d count)
         and the packed ``ray_indices``, ``t_starts``, ``t_ends``, ``weights`` (for losses).
         """
+        if not self.training and not torch.is_grad_enabled() and self.cfg.samples_per_round > 0:
+            return self.render_in_rounds(field, rays_o, rays_d, render_bkgd)
         n_rays = rays_o.shape[0]
 
         def positions(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
@@ -120,3 +127,52 @@ class OccGridSampler(nn.Module):
                 "n_samples": torch.tensor(ray_indices.shape[0]), "ray_indices": ray_indices,
                 "t_starts": t_starts, "t_ends": t_ends, "weights": extras["weights"]}
 
+
+    @torch.no_grad()
+    def render_in_rounds(self, field: nn.Module, rays_o: Tensor, rays_d: Tensor, render_bkgd: Tensor
+                         ) -> dict[str, Tensor]:
+        """Inference rendering: each live ray takes its next ``samples_per_round`` occupied steps, they are
+        shaded and composited, and rays that became opaque (transmittance below ``early_stop_eps``) stop. The
+        field only sees samples in front of the surface, with no separate density pass.
+
+        Returns ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)`` and ``n_samples`` (0-d).
+        """
+        n_rays, device = rays_o.shape[0], rays_o.device
+        est = self.estimator
+        near = torch.full((n_rays,), self.near, device=device, dtype=rays_o.dtype)
+        far = torch.full((n_rays,), self.far, device=device, dtype=rays_o.dtype)
+        rgb = rays_o.new_zeros(n_rays, 3)
+        opacity = rays_o.new_zeros(n_rays)
+        depth = rays_o.new_zeros(n_rays)
+        alive = torch.ones(n_rays, dtype=torch.bool, device=device)
+        alpha_thre = min(self.cfg.alpha_thre, float(est.occs.mean().item()))
+        n_samples = 0
+        while bool(alive.any()):
+            ids = torch.nonzero(alive)[:, 0]
+            intervals, samples, stop = traverse_grids(
+                rays_o[ids], rays_d[ids], est.binaries, est.aabbs, near[ids], far[ids], self.step_size,
+                self.cfg.cone_angle, traverse_steps_limit=self.cfg.samples_per_round)
+            local = samples.ray_indices
+            if local.numel() > 0:
+                t_starts, t_ends = intervals.vals[intervals.is_left], intervals.vals[intervals.is_right]
+                rays = ids[local]
+                mids = (t_starts + t_ends) * 0.5
+                rgbs, sigmas = field(rays_o[rays] + rays_d[rays] * mids[:, None], rays_d[rays])
+                if alpha_thre > 0:  # faint samples are skipped, as in training's sampling
+                    faint = 1.0 - torch.exp(-sigmas * (t_ends - t_starts)) < alpha_thre
+                    sigmas = torch.where(faint, torch.zeros_like(sigmas), sigmas)
+                weights, _, _ = render_weight_from_density(
+                    t_starts, t_ends, sigmas, packed_info=samples.packed_info,
+                    prefix_trans=(1.0 - opacity[rays]).clamp_min(0.0))
+                rgb.index_add_(0, rays, weights[:, None] * rgbs.to(rgb.dtype))
+                opacity.index_add_(0, rays, weights)
+                depth.index_add_(0, rays, weights * mids)
+                n_samples += local.numel()
+            # Rays continue from where this round stopped, unless they are opaque or reached their end.
+            near[ids] = stop
+            went_on = torch.zeros(n_rays, dtype=torch.bool, device=device)
+            went_on[ids] = samples.packed_info[:, 1] >= self.cfg.samples_per_round
+            alive = went_on & (opacity < 1.0 - self.cfg.early_stop_eps)
+        depth = depth / opacity.clamp_min(torch.finfo(depth.dtype).eps)
+        rgb = rgb + render_bkgd * (1.0 - opacity[:, None])
+        return {"rgb": rgb, "depth": depth, "opacity": opacity, "n_samples": torch.tensor(n_samples)}

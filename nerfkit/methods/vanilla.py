@@ -32,8 +32,9 @@ def _small_field() -> VanillaFieldConfig:
 class VanillaConfig:
     """Vanilla NeRF. The defaults (two 4x64 MLPs, 32 + 32 samples per ray) are sized for a few minutes of CPU
     training on the built-in scene; the paper uses 64 coarse + 128 fine samples and two 8x256 MLPs with a skip at
-    layer 4 (``--model.n-fine 128 --model.coarse.depth 8 --model.coarse.width 256 --model.coarse.skips 4
-    --model.coarse.color-width 128 --model.coarse.pos-freqs 10`` and the same for ``--model.fine``)."""
+    layer 4 (``--vanilla.n-fine 128 --vanilla.coarse.depth 8 --vanilla.coarse.width 256
+    --vanilla.coarse.skips 4 --vanilla.coarse.color-width 128 --vanilla.coarse.pos-freqs 10`` and the same for
+    ``--vanilla.fine``)."""
 
     n_coarse: int = 32
     """Stratified samples per ray for the coarse network."""
@@ -49,9 +50,9 @@ class VanillaConfig:
     """Sample only where rays cross the scene box when the dataset gives one (rays that miss render background)."""
     estimator: Literal["coarse-to-fine", "occgrid"] = "coarse-to-fine"
     """Where samples go: coarse stratified + fine inverse-CDF samples (two networks), or an occupancy grid that
-    skips empty space and stops rays once opaque (one network with the --model.fine settings)."""
+    skips empty space and stops rays once opaque (one network with the --vanilla.fine settings)."""
     occgrid: OccGridConfig = field(default_factory=OccGridConfig)
-    """Occupancy-grid settings (used with --model.estimator occgrid)."""
+    """Occupancy-grid settings (used with --vanilla.estimator occgrid)."""
 
     def __post_init__(self) -> None:
         if self.n_coarse < 1:

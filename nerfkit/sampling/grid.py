@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..kernels import use_triton
 from .aabb import ray_aabb_intersect
 from .data_specs import RayIntervals, RaySamples
 
@@ -204,23 +205,35 @@ def traverse_grids(
     t_start = torch.where(active, t_start, near)
     t_end = torch.where(active, t_end, near)
 
-    # Rays are marched in groups whose candidate steps fit the chunk budget.
-    steps = _Steps(near.double(), step_size, cone_angle)
-    counts = (steps.first_with_midpoint_at_or_after(t_end.double())
-              - steps.first_with_midpoint_at_or_after(t_start.double())).clamp_min(0.0)
-    counts = torch.where(active, counts, 0.0).long()
-    parts_r, parts_t0, parts_t1 = [], [], []
-    for lo, hi in _chunk_bounds(counts, _CANDIDATE_CHUNK):
-        r, t0, t1 = march_steps(near[lo:hi], t_start[lo:hi], t_end[lo:hi], step_size, cone_angle)
-        mids = (t0 + t1) * 0.5
-        x = torch.addcmul(rays_o[lo:hi].index_select(0, r), rays_d[lo:hi].index_select(0, r), mids[:, None])
-        keep = torch.nonzero(grid_occupancy_at(x, binaries, aabbs.to(dtype)))[:, 0]
-        parts_r.append(r.index_select(0, keep) + lo)
-        parts_t0.append(t0.index_select(0, keep))
-        parts_t1.append(t1.index_select(0, keep))
-    ray_indices = torch.cat(parts_r) if parts_r else torch.zeros(0, dtype=torch.long, device=device)
-    t0 = torch.cat(parts_t0) if parts_t0 else torch.zeros(0, dtype=dtype, device=device)
-    t1 = torch.cat(parts_t1) if parts_t1 else torch.zeros(0, dtype=dtype, device=device)
+    if use_triton(rays_o, rays_d) and dtype in (torch.float32, torch.float64) and rays_d.dtype == dtype:
+        # Fused kernel (nerfkit.kernels.grid_triton) for the marching below; it stops each ray one sample past
+        # traverse_steps_limit, which is enough for the cut (and termination planes) below.
+        from ..kernels.grid_triton import march_grids
+
+        cap = None if traverse_steps_limit is None or traverse_steps_limit < 0 else traverse_steps_limit + 1
+        ray_indices, t0, t1 = march_grids(rays_o, rays_d, binaries, aabbs, near, t_start, t_end, step_size,
+                                          cone_angle, max_per_ray=cap)
+    elif cone_angle <= 0.0 and _block_size(rays_d, aabbs, binaries.shape[1:], step_size) >= 2:
+        ray_indices, t0, t1 = _march_in_blocks(rays_o, rays_d, binaries, aabbs.to(dtype), near, t_start, t_end,
+                                               active, step_size)
+    else:
+        # Rays are marched in groups whose candidate steps fit the chunk budget.
+        steps = _Steps(near.double(), step_size, cone_angle)
+        counts = (steps.first_with_midpoint_at_or_after(t_end.double())
+                  - steps.first_with_midpoint_at_or_after(t_start.double())).clamp_min(0.0)
+        counts = torch.where(active, counts, 0.0).long()
+        parts_r, parts_t0, parts_t1 = [], [], []
+        for lo, hi in _chunk_bounds(counts, _CANDIDATE_CHUNK):
+            r, t0, t1 = march_steps(near[lo:hi], t_start[lo:hi], t_end[lo:hi], step_size, cone_angle)
+            mids = (t0 + t1) * 0.5
+            x = torch.addcmul(rays_o[lo:hi].index_select(0, r), rays_d[lo:hi].index_select(0, r), mids[:, None])
+            keep = torch.nonzero(grid_occupancy_at(x, binaries, aabbs.to(dtype)))[:, 0]
+            parts_r.append(r.index_select(0, keep) + lo)
+            parts_t0.append(t0.index_select(0, keep))
+            parts_t1.append(t1.index_select(0, keep))
+        ray_indices = torch.cat(parts_r) if parts_r else torch.zeros(0, dtype=torch.long, device=device)
+        t0 = torch.cat(parts_t0) if parts_t0 else torch.zeros(0, dtype=dtype, device=device)
+        t1 = torch.cat(parts_t1) if parts_t1 else torch.zeros(0, dtype=dtype, device=device)
 
     termination = torch.where(active, t_end, far.clamp_max(torch.finfo(dtype).max))
     if traverse_steps_limit is not None:
@@ -245,6 +258,90 @@ def traverse_grids(
                              ray_indices=ray_indices.repeat_interleave(2), is_left=is_left.reshape(-1),
                              is_right=is_left.flip(-1).reshape(-1))
     return intervals, samples, termination
+
+
+def dilate_binaries(binaries: Tensor, radius: int) -> Tensor:
+    """Occupancy grown by ``radius`` cells along each axis (a separable max over a ``(2r+1)^3`` cube).
+
+    ``binaries (m, rx, ry, rz)`` bool -> the same shape.
+    """
+    out = binaries
+    for axis in range(1, 4):
+        n = out.shape[axis]
+        grown = out.clone()
+        for shift in range(1, min(radius, n - 1) + 1):
+            grown.narrow(axis, 0, n - shift).logical_or_(out.narrow(axis, shift, n - shift))
+            grown.narrow(axis, shift, n - shift).logical_or_(out.narrow(axis, 0, n - shift))
+        out = grown
+    return out
+
+
+def _block_size(rays_d: Tensor, aabbs: Tensor, resolution, step_size: float) -> int:
+    """Steps per block for :func:`_march_in_blocks`: a block spans at most one cell of the finest grid."""
+    if rays_d.shape[0] == 0:
+        return 0
+    cell = float(((aabbs[:, 3:] - aabbs[:, :3]) / torch.tensor(list(resolution), dtype=aabbs.dtype,
+                                                                device=aabbs.device)).min())
+    speed = float(rays_d.abs().amax())
+    return int(2.0 * cell / max(step_size * speed, 1e-30))
+
+
+def _march_in_blocks(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, near: Tensor,
+                     t_start: Tensor, t_end: Tensor, active: Tensor, step_size: float
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """The constant-step march of :func:`traverse_grids`, skipping empty space a block of steps at a time.
+
+    Steps are grouped in blocks of ``K`` consecutive steps that span at most a cell of the finest grid. A block
+    is tested once, at its centre, against the occupancy dilated by the block's half-length (a conservative
+    test: a block that holds an occupied step always passes); only the steps of passing blocks are generated
+    and tested exactly. The kept steps, and their values, are the same as the step-by-step march.
+    """
+    dtype, device = rays_o.dtype, rays_o.device
+    res = torch.tensor(binaries.shape[1:], dtype=dtype, device=device)
+    cells = (aabbs[:, 3:] - aabbs[:, :3]) / res  # (m, 3) cell sizes per level
+    k = _block_size(rays_d, aabbs, binaries.shape[1:], step_size)
+    speed = float(rays_d.abs().amax())
+    reach = 0.5 * k * step_size * speed  # how far (per axis) a block's midpoints lie from its centre
+    radii = [int(math.ceil(reach / float(cells[lvl].min()))) for lvl in range(binaries.shape[0])]
+    grown = torch.stack([dilate_binaries(binaries[lvl:lvl + 1], radii[lvl])[0] for lvl in range(len(radii))])
+
+    steps = _Steps(near.double(), step_size, 0.0)
+    k_lo = steps.first_with_midpoint_at_or_after(t_start.double())
+    counts = (steps.first_with_midpoint_at_or_after(t_end.double()) - k_lo).clamp_min(0.0)
+    counts = torch.where(active, counts, 0.0).long()
+    first_t = steps.position(k_lo).to(dtype)  # where each ray's first candidate step begins
+
+    # Blocks: test each at the midpoint between its first and last step midpoints.
+    n_blocks = (counts + k - 1) // k
+    block_ray = torch.repeat_interleave(torch.arange(counts.shape[0], device=device), n_blocks)
+    block_j0 = (torch.arange(block_ray.shape[0], device=device)
+                - (torch.cumsum(n_blocks, 0) - n_blocks).index_select(0, block_ray)) * k
+    block_len = torch.minimum(counts.index_select(0, block_ray) - block_j0, torch.full_like(block_j0, k))
+    centre_t = first_t.index_select(0, block_ray) + (block_j0.to(dtype) + block_len.to(dtype) * 0.5) * step_size
+    centre = torch.addcmul(rays_o.index_select(0, block_ray), rays_d.index_select(0, block_ray), centre_t[:, None])
+    passing = torch.zeros_like(block_ray, dtype=torch.bool)
+    for lvl in range(binaries.shape[0]):
+        lo, hi = aabbs[lvl, :3], aabbs[lvl, 3:]
+        near_box = ((centre >= lo - reach) & (centre <= hi + reach)).all(dim=-1)
+        idx = torch.floor((centre - lo) / cells[lvl]).long().clamp_min(0)
+        idx = torch.minimum(idx, torch.tensor(binaries.shape[1:], device=device) - 1)
+        passing |= near_box & grown[lvl][idx[:, 0], idx[:, 1], idx[:, 2]]
+    keep_blocks = torch.nonzero(passing)[:, 0]
+    block_ray, block_j0, block_len = (block_ray.index_select(0, keep_blocks), block_j0.index_select(0, keep_blocks),
+                                      block_len.index_select(0, keep_blocks))
+
+    # Steps of the passing blocks, with the same arithmetic as march_steps, then the exact tests.
+    rays = torch.repeat_interleave(block_ray, block_len)
+    offsets = torch.cumsum(block_len, 0) - block_len
+    j = block_j0.repeat_interleave(block_len) + (torch.arange(rays.shape[0], device=device)
+                                                  - offsets.repeat_interleave(block_len))
+    t0 = first_t.index_select(0, rays) + j.to(dtype) * step_size
+    t1 = t0 + step_size
+    mids = (t0 + t1) * 0.5
+    inside = (mids >= t_start.index_select(0, rays)) & (mids < t_end.index_select(0, rays))
+    x = torch.addcmul(rays_o.index_select(0, rays), rays_d.index_select(0, rays), mids[:, None])
+    keep = torch.nonzero(inside & grid_occupancy_at(x, binaries, aabbs))[:, 0]
+    return rays.index_select(0, keep), t0.index_select(0, keep), t1.index_select(0, keep)
 
 
 def _chunk_bounds(counts: Tensor, budget: int) -> list[tuple[int, int]]:

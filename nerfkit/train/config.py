@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from ..data.builtin import BuiltinSceneConfig
 from ..eval.render import DEFAULT_CHUNK
-from ..methods import VanillaConfig
+from ..methods import NGPConfig, VanillaConfig
 
-__all__ = ["DataConfig", "TrainConfig", "to_dict", "from_dict", "default_cache_dir"]
+__all__ = ["DataConfig", "TrainConfig", "to_dict", "from_dict", "default_cache_dir", "method_config"]
 
 
 def default_cache_dir() -> Path:
@@ -54,18 +54,23 @@ class TrainConfig:
     """Run folder: checkpoints, metrics log, config, evaluation results."""
     data: DataConfig = field(default_factory=DataConfig)
     """The dataset and how its images are presented."""
-    model: VanillaConfig = field(default_factory=VanillaConfig)
-    """The method: vanilla NeRF (coarse and fine networks, stratified + inverse-CDF sampling)."""
+    method: Literal["vanilla", "ngp"] = "vanilla"
+    """The method: 'vanilla' NeRF (frequency-encoded MLPs; coarse-to-fine or occupancy-grid sampling) or
+    'ngp' (Instant-NGP: hash grid, tiny MLPs, occupancy grid)."""
+    vanilla: VanillaConfig = field(default_factory=VanillaConfig)
+    """Settings of the vanilla method."""
+    ngp: NGPConfig = field(default_factory=NGPConfig)
+    """Settings of the ngp method."""
     steps: int = 800
     """Number of optimisation steps."""
     max_time: float | None = None
     """Stop after this many seconds of training (the learning-rate schedule then runs on wall time)."""
     batch_size: int = 1024
-    """Rays per step."""
-    lr: float = 3e-3
-    """Initial Adam learning rate."""
-    lr_final: float = 3e-4
-    """Learning rate at the last step (exponential decay from lr)."""
+    """Rays per step (the first step's, for methods that adapt it to a sample budget, such as ngp)."""
+    lr: float | None = None
+    """Initial Adam learning rate (default: the method's, 3e-3 for vanilla, 1e-2 for ngp)."""
+    lr_final: float | None = None
+    """Learning rate at the last step, exponential decay from lr (default: the method's, 3e-4 for both)."""
     warmup_steps: int = 50
     """Linear learning-rate warm-up at the start."""
     seed: int = 0
@@ -92,8 +97,8 @@ class TrainConfig:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
-        checks = {"steps": self.steps >= 1, "batch-size": self.batch_size >= 1, "lr": self.lr > 0,
-                  "lr-final": self.lr_final > 0, "warmup-steps": self.warmup_steps >= 0,
+        checks = {"steps": self.steps >= 1, "batch-size": self.batch_size >= 1, "lr": self.lr is None or self.lr > 0,
+                  "lr-final": self.lr_final is None or self.lr_final > 0, "warmup-steps": self.warmup_steps >= 0,
                   "log-every": self.log_every >= 1, "eval-every": self.eval_every >= 0,
                   "eval-images": self.eval_images >= 0, "save-every": self.save_every >= 1,
                   "keep-checkpoints": self.keep_checkpoints >= 1, "chunk": self.chunk >= 1,
@@ -137,3 +142,8 @@ def from_dict(cls: type, data: dict) -> Any:
     kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)
               if f.init and f.name in data}
     return cls(**kwargs)
+
+
+def method_config(cfg: TrainConfig) -> Any:
+    """The settings of the method ``cfg.method`` names (``cfg.vanilla`` or ``cfg.ngp``)."""
+    return getattr(cfg, cfg.method)

@@ -1,8 +1,9 @@
 """The training loop: one screen of plumbing around a method's ``forward`` and ``loss``.
 
-The loop knows nothing about the method beyond: ``model(rays_o, rays_d, render_bkgd, generator) -> outputs``,
-``model.loss(outputs, target_rgb) -> {"loss", "mse", "n_samples"?}`` and an optional
-``model.before_step(step, generator)`` (e.g. an estimator's update).
+The loop knows nothing about the method beyond the protocol in :mod:`nerfkit.methods`:
+``model(rays_o, rays_d, render_bkgd, generator) -> outputs``, ``model.loss(outputs, target_rgb) -> {"loss",
+"mse", "n_samples"?}`` and the optional hooks (``before_step``, ``param_groups``, ``next_batch_size``,
+``default_lr``/``default_lr_final``/``adam_eps``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from ..data.rays import RaySampler, composite
 from ..data.scene import Scene
 from ..eval.metrics import psnr_from_mse
 from ..eval.render import evaluate_split
-from ..methods import VanillaNeRF
+from ..methods import METHODS
 from .checkpoint import latest_checkpoint, save_checkpoint
-from .config import TrainConfig, to_dict
+from .config import TrainConfig, method_config, to_dict
 
 __all__ = ["train", "build_model", "resolve_device", "learning_rate", "background_colors", "MetricsLog"]
 
@@ -41,14 +42,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(cfg: TrainConfig, scene: Scene) -> VanillaNeRF:
+def build_model(cfg: TrainConfig, scene: Scene) -> torch.nn.Module:
     """The method named by the config, sized to the scene."""
-    return VanillaNeRF(cfg.model, scene.near, scene.far, scene.aabb)
+    return METHODS[cfg.method](method_config(cfg), scene.near, scene.far, scene.aabb)
 
 
-def learning_rate(cfg: TrainConfig, progress: float, step: int) -> float:
-    """Exponential decay from ``lr`` to ``lr_final`` over ``progress`` in [0, 1], after a linear warm-up."""
-    lr = cfg.lr * (cfg.lr_final / cfg.lr) ** min(max(progress, 0.0), 1.0)
+def learning_rates(cfg: TrainConfig, model: torch.nn.Module) -> tuple[float, float]:
+    """``(lr, lr_final)``: the config's, else the method's defaults."""
+    lr = cfg.lr if cfg.lr is not None else getattr(model, "default_lr", 3e-3)
+    lr_final = cfg.lr_final if cfg.lr_final is not None else getattr(model, "default_lr_final", 3e-4)
+    return lr, lr_final
+
+
+def learning_rate(cfg: TrainConfig, progress: float, step: int, lr0: float = 3e-3, lr1: float = 3e-4) -> float:
+    """Exponential decay from ``lr0`` to ``lr1`` over ``progress`` in [0, 1], after ``cfg.warmup_steps`` of linear
+    warm-up."""
+    lr = lr0 * (lr1 / lr0) ** min(max(progress, 0.0), 1.0)
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         lr *= (step + 1) / cfg.warmup_steps
     return lr
@@ -99,7 +108,7 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Trains ``cfg.model`` on ``cfg.data`` and returns where it ended."""
+    """Trains the method ``cfg.method`` on ``cfg.data`` and returns where it ended."""
     device = resolve_device(cfg.device)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -110,7 +119,10 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     torch.manual_seed(cfg.seed)  # parameter initialisation
     model = build_model(cfg, scene).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    lr0, lr1 = learning_rates(cfg, model)
+    params = model.param_groups() if hasattr(model, "param_groups") else model.parameters()
+    optimizer = torch.optim.Adam(params, lr=lr0, eps=getattr(model, "adam_eps", 1e-8))
+    batch_size = cfg.batch_size
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)
     start_step, elapsed = 0, 0.0
@@ -122,22 +134,28 @@ def train(cfg: TrainConfig) -> TrainResult:
         if found is None:
             raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
         path, state = found
-        saved_model, wanted_model = state["config"].get("model") or {}, to_dict(cfg.model)
+        saved_method = state["config"].get("method")
+        if saved_method != cfg.method:
+            raise ValueError(f"--resume: {path} was trained with --method {saved_method}, not {cfg.method}; "
+                             "resume with the same method or use a new --output folder")
+        saved_model, wanted_model = state["config"].get(cfg.method) or {}, to_dict(method_config(cfg))
         if saved_model != wanted_model:
             changed = sorted(k for k, v in wanted_model.items() if saved_model.get(k) != v)
-            raise ValueError(f"--resume: {path} was trained with different --model settings "
-                             f"({', '.join('--model.' + k.replace('_', '-') for k in changed)}); "
-                             "resume with the same model options or use a new --output folder")
+            prefix = f"--{cfg.method}."
+            raise ValueError(f"--resume: {path} was trained with different {prefix}* settings "
+                             f"({', '.join(prefix + k.replace('_', '-') for k in changed)}); "
+                             "resume with the same method options or use a new --output folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["rng"]["generator"].cpu())
         torch.set_rng_state(state["rng"]["torch"].cpu())
         start_step, elapsed = int(state["step"]), float(state["elapsed"])
+        batch_size = int(state.get("batch_size", batch_size))
         print(f"resumed from {path} at step {start_step}")
     (cfg.output / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
 
     def state_dict(step: int) -> dict:
-        return {"version": 1, "step": step, "elapsed": elapsed, "config": to_dict(cfg),
+        return {"version": 1, "step": step, "elapsed": elapsed, "batch_size": batch_size, "config": to_dict(cfg),
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng": {"generator": generator.get_state(), "torch": torch.get_rng_state()},
                 "scene": {"near": scene.near, "far": scene.far, "name": scene.name}}
@@ -153,7 +171,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 progress = max(progress, elapsed / cfg.max_time)
                 if elapsed >= cfg.max_time:
                     break
-            lr = learning_rate(cfg, progress, step)
+            lr = learning_rate(cfg, progress, step, lr0, lr1)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
@@ -161,8 +179,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             model.train()
             if hasattr(model, "before_step"):
                 model.before_step(step, generator)
-            batch = sampler.sample(cfg.batch_size, generator)
-            bkgd = background_colors(cfg.data.background, cfg.batch_size, device, generator)
+            batch = sampler.sample(batch_size, generator)
+            bkgd = background_colors(cfg.data.background, batch_size, device, generator)
             target = composite(batch.rgba, bkgd)
             outputs = model(batch.origins, batch.directions, bkgd, generator)
             losses = model.loss(outputs, target)
@@ -173,10 +191,12 @@ def train(cfg: TrainConfig) -> TrainResult:
                 torch.cuda.synchronize(device)
             dt = time.perf_counter() - t0
             elapsed += dt
-            window_rays += cfg.batch_size
+            window_rays += batch_size
             window_time += dt
             if "n_samples" in losses:
                 window_samples += int(losses["n_samples"])
+            if hasattr(model, "next_batch_size"):
+                batch_size = model.next_batch_size(batch_size, losses)
 
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:

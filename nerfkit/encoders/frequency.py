@@ -1,4 +1,4 @@
-"""Input encoders for fields."""
+"""NeRF positional (frequency) encoding."""
 
 from __future__ import annotations
 

@@ -1,0 +1,145 @@
+"""The Instant-NGP field: multiresolution hash grid -> small density MLP -> geometry features + SH(direction)
+-> small colour MLP.
+
+Bounded scenes map the scene box to the unit cube (points outside have no density); unbounded scenes contract
+space first (Mip-NeRF 360's contraction with the max-norm, which suits axis-aligned grids): the box maps to the
+inner half of the cube and everything beyond it to the outer shell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..encoders import HashGridEncoder, SHEncoder
+
+__all__ = ["NGPFieldConfig", "NGPField", "trunc_exp", "contract"]
+
+
+class _TruncExp(torch.autograd.Function):
+    """``exp(x)`` whose gradient is computed with ``x`` clamped at 15, so huge densities cannot blow it up."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * torch.exp(x.clamp(max=15.0))
+
+
+def trunc_exp(x: Tensor) -> Tensor:
+    """``exp(x)`` with a gradient truncated at ``x = 15`` (Instant-NGP's density activation)."""
+    return _TruncExp.apply(x)
+
+
+def contract(x: Tensor) -> Tensor:
+    """Scene contraction: ``x`` where ``|x|_inf <= 1``, else ``(2 - 1 / |x|_inf) * x / |x|_inf``.
+
+    ``x (..., 3)`` -> ``(..., 3)`` in ``[-2, 2]^3``.
+    """
+    norm = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-9)
+    return torch.where(norm <= 1.0, x, (2.0 - 1.0 / norm) * (x / norm))
+
+
+@dataclass
+class NGPFieldConfig:
+    """Instant-NGP field architecture."""
+
+    n_levels: int = 16
+    """Hash-grid levels."""
+    n_features_per_level: int = 2
+    """Features stored per grid vertex and level."""
+    log2_hashmap_size: int = 19
+    """log2 of the rows of each level's table."""
+    base_resolution: int = 16
+    """Coarsest grid resolution."""
+    max_resolution: int = 2048
+    """Finest grid resolution (over the scene box, or over the contracted cube when unbounded)."""
+    hidden_dim: int = 64
+    """Width of both MLPs."""
+    geo_feat_dim: int = 15
+    """Geometry features passed from the density MLP to the colour MLP."""
+    n_hidden_color: int = 2
+    """Hidden layers of the colour MLP."""
+    sh_degree: int = 4
+    """Degree of the spherical-harmonics direction encoding (degree^2 features)."""
+    unbounded: bool = False
+    """Contract space outside the scene box instead of treating it as empty."""
+    density_bias: float = -1.0
+    """Added to the raw density before trunc_exp (a low initial density)."""
+
+    def __post_init__(self) -> None:
+        checks = {"n-levels": self.n_levels >= 1, "n-features-per-level": self.n_features_per_level >= 1,
+                  "log2-hashmap-size": 4 <= self.log2_hashmap_size <= 30, "base-resolution": self.base_resolution >= 2,
+                  "max-resolution": self.max_resolution >= self.base_resolution, "hidden-dim": self.hidden_dim >= 1,
+                  "geo-feat-dim": self.geo_feat_dim >= 0, "n-hidden-color": self.n_hidden_color >= 1,
+                  "sh-degree": 1 <= self.sh_degree <= 4}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--ngp.field.{name} has an invalid value: {getattr(self, name.replace('-', '_'))!r}")
+
+
+class NGPField(nn.Module):
+    """``(positions, directions) -> (rgb, sigma)`` over a scene box.
+
+    Args:
+        cfg: the architecture.
+        aabb: ``(6,)`` scene box ``[xmin, ymin, zmin, xmax, ymax, zmax]``.
+
+    ``positions (..., 3)`` in world units, ``directions (..., 3)`` unit vectors; returns ``rgb (..., 3)`` in
+    ``[0, 1]`` and ``sigma (...)`` >= 0 per unit length.
+    """
+
+    def __init__(self, cfg: NGPFieldConfig, aabb: Tensor) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(6))
+        self.encoder = HashGridEncoder(3, cfg.n_levels, cfg.n_features_per_level, cfg.log2_hashmap_size,
+                                       cfg.base_resolution, cfg.max_resolution)
+        self.density_mlp = nn.Sequential(nn.Linear(self.encoder.out_dim, cfg.hidden_dim), nn.ReLU(),
+                                         nn.Linear(cfg.hidden_dim, 1 + cfg.geo_feat_dim))
+        self.dir_encoder = SHEncoder(cfg.sh_degree)
+        layers: list[nn.Module] = []
+        width = self.dir_encoder.out_dim + cfg.geo_feat_dim
+        for _ in range(cfg.n_hidden_color):
+            layers += [nn.Linear(width, cfg.hidden_dim), nn.ReLU()]
+            width = cfg.hidden_dim
+        layers.append(nn.Linear(width, 3))
+        self.color_mlp = nn.Sequential(*layers)
+
+    def normalize(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """World positions -> grid coordinates in ``[0, 1]^3`` and a mask of the points the field covers."""
+        lo, hi = self.aabb[:3], self.aabb[3:]
+        x = (positions - lo) / (hi - lo)  # the box -> [0, 1]^3
+        if self.cfg.unbounded:
+            x = (contract(x * 2.0 - 1.0) + 2.0) / 4.0
+            return x, torch.ones_like(x[..., 0], dtype=torch.bool)
+        inside = ((x >= 0.0) & (x <= 1.0)).all(dim=-1)
+        return x.clamp(0.0, 1.0), inside
+
+    def _density_and_features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, inside = self.normalize(positions)
+        h = self.density_mlp(self.encoder(x.reshape(-1, 3))).reshape(*x.shape[:-1], -1)
+        sigma = trunc_exp(h[..., 0] + self.cfg.density_bias) * inside
+        return sigma, h[..., 1:]
+
+    def query_density(self, positions: Tensor) -> Tensor:
+        """``sigma (...)`` at ``positions (..., 3)``."""
+        return self._density_and_features(positions)[0]
+
+    def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        sigma, features = self._density_and_features(positions)
+        d = self.dir_encoder(directions)
+        rgb = torch.sigmoid(self.color_mlp(torch.cat([d.to(features.dtype), features], dim=-1)))
+        return rgb, sigma
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by kind: the hash tables (no weight decay) and the MLPs."""
+        return {"grid": list(self.encoder.parameters()),
+                "mlp": list(self.density_mlp.parameters()) + list(self.color_mlp.parameters())}
+

@@ -1,0 +1,101 @@
+"""Instant-NGP (Müller et al. 2022): hash-grid field, occupancy-grid sampling with early stopping.
+
+The recipe: estimator = :class:`~nerfkit.methods.occgrid.OccGridSampler` (step size from the scene box, alpha
+threshold, early stop), field = :class:`~nerfkit.fields.NGPField`, renderer = packed
+:func:`~nerfkit.render.rendering`, loss = MSE (Smooth-L1 optionally). The number of rays per step follows the
+samples it costs, so every step renders about ``target_samples`` samples. Adam with ``eps = 1e-15``; weight decay
+on the MLPs only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..fields.ngp import NGPField, NGPFieldConfig
+from .occgrid import OccGridConfig, OccGridSampler
+
+__all__ = ["NGPConfig", "InstantNGP"]
+
+
+def _ngp_occgrid() -> OccGridConfig:
+    return OccGridConfig(resolution=128, steps_per_diagonal=1024, alpha_thre=0.0, warmup_steps=256)
+
+
+@dataclass
+class NGPConfig:
+    """Instant-NGP: a multiresolution hash grid and tiny MLPs, sampled through an occupancy grid."""
+
+    field: NGPFieldConfig = dataclasses.field(default_factory=NGPFieldConfig)
+    """The hash-grid field."""
+    occgrid: OccGridConfig = dataclasses.field(default_factory=_ngp_occgrid)
+    """Occupancy-grid sampling (the step defaults to the box diagonal / 1024)."""
+    target_samples: int = 1 << 18
+    """Samples rendered per training step: the number of rays per step adapts to keep near this."""
+    max_batch_size: int = 1 << 16
+    """Upper bound on rays per step."""
+    weight_decay: float = 1e-6
+    """Adam weight decay on the MLPs (not on the hash tables)."""
+
+    def __post_init__(self) -> None:
+        if self.target_samples < 1 or self.max_batch_size < 1 or self.weight_decay < 0:
+            raise ValueError("--ngp.target-samples and --ngp.max-batch-size must be >= 1, "
+                             "--ngp.weight-decay >= 0")
+
+
+class InstantNGP(nn.Module):
+    """Renders rays with the NGP field through an occupancy grid.
+
+    Args:
+        cfg: the recipe's settings.
+        near, far: the dataset's bounds along rays.
+        aabb: ``(6,)`` scene box (required: the hash grid covers it).
+    """
+
+    default_lr = 1e-2
+    default_lr_final = 3e-4
+    adam_eps = 1e-15
+
+    def __init__(self, cfg: NGPConfig, near: float, far: float, aabb: Tensor | None = None) -> None:
+        super().__init__()
+        box = cfg.occgrid.aabb if cfg.occgrid.aabb is not None else aabb
+        if box is None:
+            raise ValueError("the ngp method needs a scene box: the dataset gives none, so pass "
+                             "--ngp.occgrid.aabb XMIN YMIN ZMIN XMAX YMAX ZMAX")
+        self.cfg = cfg
+        self.field = NGPField(cfg.field, torch.as_tensor(box, dtype=torch.float32))
+        self.occgrid = OccGridSampler(cfg.occgrid, torch.as_tensor(box, dtype=torch.float32), near, far)
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups: hash tables without weight decay, MLPs with it."""
+        groups = self.field.param_groups()
+        return [{"params": groups["grid"], "weight_decay": 0.0},
+                {"params": groups["mlp"], "weight_decay": self.cfg.weight_decay}]
+
+    def before_step(self, step: int, generator: torch.Generator | None = None) -> None:
+        """Refreshes the occupancy grid on its schedule."""
+        self.occgrid.update(step, self.field.query_density, generator)
+
+    def next_batch_size(self, batch_size: int, losses: dict[str, Tensor]) -> int:
+        """Rays for the next step, so that it renders about ``target_samples`` samples."""
+        n_samples = int(losses["n_samples"])
+        per_ray = max(n_samples / max(batch_size, 1), 1.0)
+        wanted = int(self.cfg.target_samples / per_ray)
+        # move smoothly: at most double or halve per step
+        return int(min(max(wanted, batch_size // 2, 64), batch_size * 2, self.cfg.max_batch_size))
+
+    def forward(self, rays_o: Tensor, rays_d: Tensor, render_bkgd: Tensor,
+                generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Renders ``n_rays`` rays: ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)``,
+        ``n_samples`` (0-d)."""
+        out = self.occgrid.render(self.field, rays_o, rays_d, render_bkgd, generator)
+        return {k: out[k] for k in ("rgb", "depth", "opacity", "n_samples")}
+
+    def loss(self, outputs: dict[str, Tensor], target_rgb: Tensor) -> dict[str, Tensor]:
+        """``loss`` (MSE), ``mse`` (for PSNR) and ``n_samples``."""
+        mse = F.mse_loss(outputs["rgb"], target_rgb)
+        return {"loss": mse, "mse": mse, "n_samples": outputs["n_samples"]}
