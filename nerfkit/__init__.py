@@ -5,9 +5,9 @@ The public API. Rendering and sampling functions keep nerfacc's names and semant
 """
 
 from .cameras import Cameras, look_at, rays_from_pixels
-from .encoders import FrequencyEncoder
+from .encoders import FrequencyEncoder, HashGridEncoder, SHEncoder
 from .estimators import OccGridEstimator, PropNetEstimator, get_proposal_requires_grad_fn
-from .fields import VanillaFieldConfig, VanillaNeRFField
+from .fields import NGPField, NGPFieldConfig, VanillaFieldConfig, VanillaNeRFField
 from .render import (accumulate_along_rays, distortion, exclusive_prod, exclusive_sum, inclusive_prod,
                      inclusive_sum, pack_info, render_transmittance_from_alpha, render_transmittance_from_density,
                      render_visibility_from_alpha, render_visibility_from_density, render_weight_from_alpha,
@@ -21,7 +21,8 @@ __all__ = [
     # cameras and rays
     "Cameras", "look_at", "rays_from_pixels",
     # encoders and fields
-    "FrequencyEncoder", "VanillaFieldConfig", "VanillaNeRFField",
+    "FrequencyEncoder", "HashGridEncoder", "SHEncoder", "VanillaFieldConfig", "VanillaNeRFField", "NGPFieldConfig",
+    "NGPField",
     # packing and scans
     "pack_info", "inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod",
     # volume rendering (nerfacc names)

@@ -34,15 +34,17 @@ class NGPConfig:
     """The hash-grid field."""
     occgrid: OccGridConfig = dataclasses.field(default_factory=_ngp_occgrid)
     """Occupancy-grid sampling (the step defaults to the box diagonal / 1024)."""
-    target_samples: int = 1 << 18
-    """Samples rendered per training step: the number of rays per step adapts to keep near this."""
+    target_samples: int | None = None
+    """Samples rendered per training step: the number of rays per step adapts to keep near this (default:
+    2^18 on a GPU, as Instant-NGP, and 2^16 on a CPU)."""
     max_batch_size: int = 1 << 16
     """Upper bound on rays per step."""
     weight_decay: float = 1e-6
     """Adam weight decay on the MLPs (not on the hash tables)."""
 
     def __post_init__(self) -> None:
-        if self.target_samples < 1 or self.max_batch_size < 1 or self.weight_decay < 0:
+        if (self.target_samples is not None and self.target_samples < 1) or self.max_batch_size < 1 \
+                or self.weight_decay < 0:
             raise ValueError("--ngp.target-samples and --ngp.max-batch-size must be >= 1, "
                              "--ngp.weight-decay >= 0")
 
@@ -84,7 +86,10 @@ class InstantNGP(nn.Module):
         """Rays for the next step, so that it renders about ``target_samples`` samples."""
         n_samples = int(losses["n_samples"])
         per_ray = max(n_samples / max(batch_size, 1), 1.0)
-        wanted = int(self.cfg.target_samples / per_ray)
+        target = self.cfg.target_samples
+        if target is None:
+            target = 1 << 18 if self.field.aabb.device.type == "cuda" else 1 << 16
+        wanted = int(target / per_ray)
         # move smoothly: at most double or halve per step
         return int(min(max(wanted, batch_size // 2, 64), batch_size * 2, self.cfg.max_batch_size))
 

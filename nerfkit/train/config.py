@@ -87,6 +87,8 @@ class TrainConfig:
     """Validation images rendered at each validation pass."""
     save_every: int = 500
     """Steps between checkpoints (a checkpoint is always written at the end)."""
+    save_every_seconds: float | None = None
+    """Also write a checkpoint every N seconds of training time (e.g. to evaluate quality against time)."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep."""
     chunk: int = DEFAULT_CHUNK
@@ -103,6 +105,7 @@ class TrainConfig:
                   "eval-images": self.eval_images >= 0, "save-every": self.save_every >= 1,
                   "keep-checkpoints": self.keep_checkpoints >= 1, "chunk": self.chunk >= 1,
                   "max-time": self.max_time is None or self.max_time > 0,
+                  "save-every-seconds": self.save_every_seconds is None or self.save_every_seconds > 0,
                   "threads": self.threads is None or self.threads >= 1}
         for name, ok in checks.items():
             if not ok:

@@ -164,6 +164,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not cfg.progress, dynamic_ncols=True)
     val_psnr, validated_at, done, checkpoint = None, None, start_step, None
     window_rays, window_time, window_samples = 0, 0.0, 0
+    every_s = cfg.save_every_seconds
+    next_timed_save = (math.floor(elapsed / every_s) + 1) * every_s if every_s else math.inf
     try:
         for step in range(start_step, cfg.steps):
             progress = step / cfg.steps
@@ -213,8 +215,10 @@ def train(cfg: TrainConfig) -> TrainResult:
             bar.update(1)
             if val_split is not None and cfg.eval_every > 0 and done % cfg.eval_every == 0 and cfg.eval_images:
                 val_psnr, validated_at = _validate(model, val_split, cfg, device, done, log), done
-            if done % cfg.save_every == 0:
+            if done % cfg.save_every == 0 or elapsed >= next_timed_save:
                 checkpoint = save_checkpoint(ckpt_dir, done, state_dict(done), cfg.keep_checkpoints)
+                while next_timed_save <= elapsed:
+                    next_timed_save += every_s
         if val_split is not None and cfg.eval_images and validated_at != done:
             val_psnr = _validate(model, val_split, cfg, device, done, log)
         if checkpoint is None or checkpoint.name != f"step-{done:08d}.pt":

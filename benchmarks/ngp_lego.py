@@ -1,0 +1,123 @@
+"""Instant-NGP (``--method ngp``) on the real lego scene: test PSNR against training wall time, training
+throughput (samples/s) and rendering speed (frames/s).
+
+CPU protocol (issue target: >= 30 dB within 10 minutes on 2 cores, >= 300k samples/s, >= 2 frames/s):
+
+    python benchmarks/ngp_lego.py --downscale 4 --minutes 10
+
+GPU protocol (full 800x800, all 200 test views; target >= 36.4 dB in <= 120 s, >= 60M samples/s, >= 60 fps):
+
+    python benchmarks/ngp_lego.py --downscale 1 --minutes 2 --device cuda --save-every 20
+
+A checkpoint is written every ``--save-every`` seconds of training; each is evaluated afterwards (training time
+excludes evaluation) on every ``--curve-stride``-th test view, and the last one on every ``--test-stride``-th
+view (1: all 200). White background, mean per-image PSNR/SSIM. Figures go to
+benchmarks/results/ngp_lego_{cpu,cuda}.json with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info  # noqa: E402
+
+from nerfkit.cli import load_run  # noqa: E402
+from nerfkit.eval.render import evaluate_split, render_camera  # noqa: E402
+from nerfkit.train.checkpoint import list_checkpoints  # noqa: E402
+from nerfkit.train.config import DataConfig, TrainConfig, to_dict  # noqa: E402
+from nerfkit.train.trainer import train  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nerf_synthetic" / "lego"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--downscale", type=int, default=4, help="4: 200x200, 1: 800x800")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training wall time")
+    parser.add_argument("--save-every", type=float, default=60.0, help="seconds between curve points")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--test-stride", type=int, default=1, help="final evaluation on every N-th test view")
+    parser.add_argument("--curve-stride", type=int, default=20, help="curve points on every N-th test view")
+    parser.add_argument("--target-samples", type=int, default=None, help="samples per step (default: method's)")
+    parser.add_argument("--log2-hashmap-size", type=int, default=19)
+    parser.add_argument("--n-levels", type=int, default=16)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    if not (args.data / "transforms_train.json").is_file():
+        sys.exit(f"lego not found at {args.data} (pass --data)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        cfg = TrainConfig(output=run, data=DataConfig(path=args.data, downscale=args.downscale, background="random"),
+                          method="ngp", steps=10**7, max_time=args.minutes * 60, eval_every=0, eval_images=0,
+                          save_every=10**7, save_every_seconds=args.save_every, keep_checkpoints=10**4,
+                          log_every=25, progress=False, device=args.device)
+        cfg.ngp.target_samples = args.target_samples
+        cfg.ngp.field.log2_hashmap_size = args.log2_hashmap_size
+        cfg.ngp.field.n_levels = args.n_levels
+        result = train(cfg)
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        logged = [r for r in lines if "samples_per_s" in r]
+
+        curve = []
+        checkpoints = list_checkpoints(run / "checkpoints")
+        for i, path in enumerate(checkpoints):
+            final = i == len(checkpoints) - 1
+            _, model, scene, device = load_run(run, path, args.device)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            test = scene.split("test").to(device)
+            stride = args.test_stride if final else args.curve_stride
+            indices = list(range(0, len(test), stride))
+            report = evaluate_split(model, test, "white", cfg.chunk, indices)
+            curve.append({"train_seconds": state["elapsed"], "step": state["step"], "test_psnr": report["psnr"],
+                          "test_ssim": report["ssim"], "test_views": len(indices)})
+            print(f"{state['elapsed']:7.0f} s  step {state['step']:6d}  PSNR {report['psnr']:.2f} dB  "
+                  f"SSIM {report['ssim']:.4f}  ({len(indices)} views)", flush=True)
+        # Rendering speed: whole test images, after a warm-up frame.
+        render_camera(model, test.cameras, 0, "white", cfg.chunk)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start, frames = time.perf_counter(), 0
+        while frames < 3 or time.perf_counter() - start < 5.0:
+            render_camera(model, test.cameras, frames % len(test), "white", cfg.chunk)
+            frames += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        fps = frames / (time.perf_counter() - start)
+
+    # Throughput over the whole run: each logged window's rate weighted by the window's duration.
+    spans = [b["elapsed"] - a["elapsed"] for a, b in zip([{"elapsed": 0.0}] + logged[:-1], logged)]
+    samples_per_s = sum(r["samples_per_s"] * dt for r, dt in zip(logged, spans)) / max(sum(spans), 1e-9)
+    final = curve[-1]
+    record = {
+        "benchmark": f"ngp, lego {test.cameras.width}x{test.cameras.height} (downscale {args.downscale})",
+        "train_seconds": result.elapsed, "steps": result.step,
+        "train_samples_per_s": samples_per_s,
+        "samples_per_ray": sum(r["samples_per_ray"] for r in logged) / max(len(logged), 1),
+        "final_test_psnr": final["test_psnr"], "final_test_ssim": final["test_ssim"],
+        "final_test_views": final["test_views"], "render_fps": fps,
+        "curve": curve, "protocol": "white background, mean per-image PSNR/SSIM; the final point on every "
+                                    f"{args.test_stride}th test view, curve points on every {args.curve_stride}th",
+        "config": to_dict(cfg.ngp), "machine": machine_info(),
+    }
+    out = args.output or Path(__file__).parent / "results" / f"ngp_lego_{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(f"train: {result.elapsed:.0f} s, {result.step} steps, {samples_per_s:,.0f} samples/s "
+          f"({record['samples_per_ray']:.1f} samples/ray)")
+    print(f"final test PSNR {final['test_psnr']:.2f} dB, SSIM {final['test_ssim']:.4f} on {final['test_views']} views; "
+          f"rendering {fps:.2f} frames/s at {test.cameras.width}x{test.cameras.height}")
+    print(f"machine: {record['machine'].get('gpu', record['machine']['cpu'])}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
