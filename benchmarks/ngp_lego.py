@@ -48,8 +48,9 @@ def main() -> None:
     parser.add_argument("--test-stride", type=int, default=1, help="final evaluation on every N-th test view")
     parser.add_argument("--curve-stride", type=int, default=20, help="curve points on every N-th test view")
     parser.add_argument("--target-samples", type=int, default=None, help="samples per step (default: method's)")
-    parser.add_argument("--log2-hashmap-size", type=int, default=19)
-    parser.add_argument("--n-levels", type=int, default=16)
+    parser.add_argument("--log2-hashmap-size", type=int, default=None, help="default: the method's for the device")
+    parser.add_argument("--n-levels", type=int, default=None, help="default: the method's for the device")
+    parser.add_argument("--max-resolution", type=int, default=None, help="default: the method's for the device")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     if not (args.data / "transforms_train.json").is_file():
@@ -64,6 +65,7 @@ def main() -> None:
         cfg.ngp.target_samples = args.target_samples
         cfg.ngp.field.log2_hashmap_size = args.log2_hashmap_size
         cfg.ngp.field.n_levels = args.n_levels
+        cfg.ngp.field.max_resolution = args.max_resolution
         result = train(cfg)
         lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         logged = [r for r in lines if "samples_per_s" in r]

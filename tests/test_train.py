@@ -89,3 +89,22 @@ def test_resume_with_a_different_model_is_refused_clearly(tmp_path, tiny_scene_d
 def test_resume_without_checkpoint_is_refused_clearly(tmp_path, tiny_scene_dir):
     with pytest.raises(FileNotFoundError, match="no checkpoint found"):
         train(tiny_config(tmp_path, tiny_scene_dir.parent, resume=True))
+
+
+def test_timed_checkpoints_follow_training_time(tmp_path, tiny_scene_dir):
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=12, save_every=1000, save_every_seconds=1e-9,
+                      keep_checkpoints=100)
+    train(cfg)
+    steps = [int(p.stem.split("-")[1]) for p in list_checkpoints(cfg.output / "checkpoints")]
+    assert steps == list(range(1, 13))  # every step's training time passes the (tiny) interval
+    states = [torch.load(p, weights_only=True) for p in list_checkpoints(cfg.output / "checkpoints")]
+    elapsed = [s["elapsed"] for s in states]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+
+
+def test_resume_with_another_method_is_refused_clearly(tmp_path, tiny_scene_dir):
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=2)
+    train(cfg)
+    other = tiny_config(tmp_path, tiny_scene_dir.parent, steps=4, resume=True, method="ngp")
+    with pytest.raises(ValueError, match="--method vanilla, not ngp"):
+        train(other)

@@ -8,6 +8,7 @@ inner half of the cube and everything beyond it to the outer shell.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -50,16 +51,17 @@ def contract(x: Tensor) -> Tensor:
 class NGPFieldConfig:
     """Instant-NGP field architecture."""
 
-    n_levels: int = 16
-    """Hash-grid levels."""
+    n_levels: int | None = None
+    """Hash-grid levels (unset: 16 on a GPU, as Instant-NGP; 8 on a CPU, where each level costs time)."""
     n_features_per_level: int = 2
     """Features stored per grid vertex and level."""
-    log2_hashmap_size: int = 19
-    """log2 of the rows of each level's table."""
+    log2_hashmap_size: int | None = None
+    """log2 of the rows of each level's table (unset: 19 on a GPU, 17 on a CPU)."""
     base_resolution: int = 16
     """Coarsest grid resolution."""
-    max_resolution: int = 2048
-    """Finest grid resolution (over the scene box, or over the contracted cube when unbounded)."""
+    max_resolution: int | None = None
+    """Finest grid resolution over the scene box, or over the contracted cube when unbounded (unset: 2048 on a
+    GPU, 512 on a CPU)."""
     hidden_dim: int = 64
     """Width of both MLPs."""
     geo_feat_dim: int = 15
@@ -68,15 +70,29 @@ class NGPFieldConfig:
     """Hidden layers of the colour MLP."""
     sh_degree: int = 4
     """Degree of the spherical-harmonics direction encoding (degree^2 features)."""
+    compile_encoder: bool = False
+    """Compute the hash grid's corner indices with torch.compile on the torch path (on lego 200x200 with a CPU:
+    about 5% more samples/s in training, after ~10 s of compilation; GPUs use the fused Triton kernel)."""
     unbounded: bool = False
     """Contract space outside the scene box instead of treating it as empty."""
     density_bias: float = -1.0
     """Added to the raw density before trunc_exp (a low initial density)."""
 
+    def resolved(self, device: torch.device) -> "NGPFieldConfig":
+        """A copy with the unset (device-dependent) settings filled in for ``device``."""
+        gpu = device.type == "cuda"
+        return dataclasses.replace(
+            self, n_levels=self.n_levels or (16 if gpu else 8),
+            log2_hashmap_size=self.log2_hashmap_size or (19 if gpu else 17),
+            max_resolution=self.max_resolution or (2048 if gpu else 512))
+
     def __post_init__(self) -> None:
-        checks = {"n-levels": self.n_levels >= 1, "n-features-per-level": self.n_features_per_level >= 1,
-                  "log2-hashmap-size": 4 <= self.log2_hashmap_size <= 30, "base-resolution": self.base_resolution >= 2,
-                  "max-resolution": self.max_resolution >= self.base_resolution, "hidden-dim": self.hidden_dim >= 1,
+        checks = {"n-levels": self.n_levels is None or self.n_levels >= 1,
+                  "n-features-per-level": self.n_features_per_level >= 1,
+                  "log2-hashmap-size": self.log2_hashmap_size is None or 4 <= self.log2_hashmap_size <= 30,
+                  "base-resolution": self.base_resolution >= 2,
+                  "max-resolution": self.max_resolution is None or self.max_resolution >= self.base_resolution,
+                  "hidden-dim": self.hidden_dim >= 1,
                   "geo-feat-dim": self.geo_feat_dim >= 0, "n-hidden-color": self.n_hidden_color >= 1,
                   "sh-degree": 1 <= self.sh_degree <= 4}
         for name, ok in checks.items():
@@ -97,10 +113,12 @@ class NGPField(nn.Module):
 
     def __init__(self, cfg: NGPFieldConfig, aabb: Tensor) -> None:
         super().__init__()
+        cfg = cfg.resolved(torch.device("cuda" if torch.cuda.is_available() else "cpu")) \
+            if None in (cfg.n_levels, cfg.log2_hashmap_size, cfg.max_resolution) else cfg
         self.cfg = cfg
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(6))
         self.encoder = HashGridEncoder(3, cfg.n_levels, cfg.n_features_per_level, cfg.log2_hashmap_size,
-                                       cfg.base_resolution, cfg.max_resolution)
+                                       cfg.base_resolution, cfg.max_resolution, compile=cfg.compile_encoder)
         self.density_mlp = nn.Sequential(nn.Linear(self.encoder.out_dim, cfg.hidden_dim), nn.ReLU(),
                                          nn.Linear(cfg.hidden_dim, 1 + cfg.geo_feat_dim))
         self.dir_encoder = SHEncoder(cfg.sh_degree)

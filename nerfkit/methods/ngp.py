@@ -23,7 +23,7 @@ __all__ = ["NGPConfig", "InstantNGP"]
 
 
 def _ngp_occgrid() -> OccGridConfig:
-    return OccGridConfig(resolution=128, steps_per_diagonal=1024, alpha_thre=0.0, warmup_steps=256)
+    return OccGridConfig(resolution=None, steps_per_diagonal=None, alpha_thre=0.0, warmup_steps=256)
 
 
 @dataclass
@@ -33,7 +33,8 @@ class NGPConfig:
     field: NGPFieldConfig = dataclasses.field(default_factory=NGPFieldConfig)
     """The hash-grid field."""
     occgrid: OccGridConfig = dataclasses.field(default_factory=_ngp_occgrid)
-    """Occupancy-grid sampling (the step defaults to the box diagonal / 1024)."""
+    """Occupancy-grid sampling (defaults: on a GPU a 128^3 grid and steps of the box diagonal / 1024, as
+    Instant-NGP; on a CPU 64^3 and diagonal / 512, which halve the cost of grid updates and samples)."""
     target_samples: int | None = None
     """Samples rendered per training step: the number of rays per step adapts to keep near this (default:
     2^18 on a GPU, as Instant-NGP, and 2^16 on a CPU)."""
@@ -41,6 +42,14 @@ class NGPConfig:
     """Upper bound on rays per step."""
     weight_decay: float = 1e-6
     """Adam weight decay on the MLPs (not on the hash tables)."""
+
+    def resolved(self, device: torch.device) -> "NGPConfig":
+        """A copy with the device-dependent defaults (``None``) filled in for ``device``."""
+        gpu = device.type == "cuda"
+        occgrid = dataclasses.replace(self.occgrid, resolution=self.occgrid.resolution or (128 if gpu else 64),
+                                      steps_per_diagonal=self.occgrid.steps_per_diagonal or (1024 if gpu else 512))
+        return dataclasses.replace(self, occgrid=occgrid, field=self.field.resolved(device),
+                                   target_samples=self.target_samples or (1 << 18 if gpu else 1 << 16))
 
     def __post_init__(self) -> None:
         if (self.target_samples is not None and self.target_samples < 1) or self.max_batch_size < 1 \
@@ -86,9 +95,7 @@ class InstantNGP(nn.Module):
         """Rays for the next step, so that it renders about ``target_samples`` samples."""
         n_samples = int(losses["n_samples"])
         per_ray = max(n_samples / max(batch_size, 1), 1.0)
-        target = self.cfg.target_samples
-        if target is None:
-            target = 1 << 18 if self.field.aabb.device.type == "cuda" else 1 << 16
+        target = self.cfg.target_samples or 1 << 18
         wanted = int(target / per_ray)
         # move smoothly: at most double or halve per step
         return int(min(max(wanted, batch_size // 2, 64), batch_size * 2, self.cfg.max_batch_size))

@@ -6,6 +6,7 @@ A method that uses it owns an :class:`~nerfkit.estimators.OccGridEstimator` and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 
 from ..estimators import OccGridEstimator
 from ..render import render_weight_from_density, rendering
-from ..sampling import traverse_grids
+from ..sampling import ray_aabb_intersect, traverse_grids
 
 __all__ = ["OccGridConfig", "OccGridSampler"]
 
@@ -22,16 +23,18 @@ __all__ = ["OccGridConfig", "OccGridSampler"]
 class OccGridConfig:
     """Occupancy-grid sampling: march rays in small steps through occupied cells only, stop them once opaque."""
 
-    resolution: int = 64
-    """Grid cells per axis (128 is the usual GPU choice; 64 keeps grid updates cheap on a CPU)."""
+    resolution: int | None = 64
+    """Grid cells per axis (128 is the usual GPU choice; 64 keeps grid updates cheap on a CPU; unset: the
+    method's choice for the device)."""
     levels: int = 1
     """Nested grid levels (more than 1 for unbounded scenes: level l covers the box scaled by 2^l)."""
     aabb: tuple[float, float, float, float, float, float] | None = None
     """Box covered by the grid (default: the dataset's scene box)."""
     render_step_size: float | None = None
     """Marching step in world units (default: the box diagonal / steps-per-diagonal)."""
-    steps_per_diagonal: int = 256
-    """Sets the default step: this many steps would cross the box along its diagonal."""
+    steps_per_diagonal: int | None = 256
+    """Sets the default step: this many steps would cross the box along its diagonal (unset: the method's
+    choice for the device)."""
     cone_angle: float = 0.0
     """Steps grow as cone-angle * t far from the camera (0: constant steps; 1/256 is usual for unbounded)."""
     early_stop_eps: float = 1e-4
@@ -46,14 +49,14 @@ class OccGridConfig:
     """Refresh the grid every N training steps."""
     warmup_steps: int = 256
     """Before this step every cell is refreshed; after, a random quarter plus a sample of occupied cells."""
-    samples_per_round: int = 32
-    """Rendering (not training) marches live rays this many occupied steps at a time and stops opaque ones
-    (0: one pass with a separate density pass for early stopping, as in training)."""
+    samples_per_round: int = 64
+    """Rendering (not training) marches live rays in windows of this many steps (doubling each round) and stops
+    opaque ones (0: one pass with a separate density pass for early stopping, as in training)."""
 
     def __post_init__(self) -> None:
-        checks = {"resolution": self.resolution >= 1, "levels": self.levels >= 1,
+        checks = {"resolution": self.resolution is None or self.resolution >= 1, "levels": self.levels >= 1,
                   "render-step-size": self.render_step_size is None or self.render_step_size > 0,
-                  "steps-per-diagonal": self.steps_per_diagonal >= 1, "cone-angle": self.cone_angle >= 0,
+                  "steps-per-diagonal": self.steps_per_diagonal is None or self.steps_per_diagonal >= 1, "cone-angle": self.cone_angle >= 0,
                   "early-stop-eps": 0 <= self.early_stop_eps < 1, "alpha-thre": 0 <= self.alpha_thre < 1,
                   "occ-thre": self.occ_thre >= 0, "ema-decay": 0 <= self.ema_decay <= 1,
                   "update-every": self.update_every >= 1, "warmup-steps": self.warmup_steps >= 0,
@@ -84,9 +87,9 @@ class OccGridSampler(nn.Module):
                              "--vanilla.occgrid.aabb XMIN YMIN ZMIN XMAX YMAX ZMAX")
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
         self.cfg, self.near, self.far = cfg, float(near), float(far)
-        self.estimator = OccGridEstimator(aabb, cfg.resolution, cfg.levels)
+        self.estimator = OccGridEstimator(aabb, cfg.resolution or 128, cfg.levels)
         diagonal = float((aabb[3:] - aabb[:3]).norm())
-        self.step_size = cfg.render_step_size or diagonal / cfg.steps_per_diagonal
+        self.step_size = cfg.render_step_size or diagonal / (cfg.steps_per_diagonal or 1024)
 
     @torch.no_grad()
     def update(self, step: int, density_fn, generator: torch.Generator | None = None) -> None:
@@ -131,27 +134,37 @@ class OccGridSampler(nn.Module):
     @torch.no_grad()
     def render_in_rounds(self, field: nn.Module, rays_o: Tensor, rays_d: Tensor, render_bkgd: Tensor
                          ) -> dict[str, Tensor]:
-        """Inference rendering: each live ray takes its next ``samples_per_round`` occupied steps, they are
-        shaded and composited, and rays that became opaque (transmittance below ``early_stop_eps``) stop. The
-        field only sees samples in front of the surface, with no separate density pass.
+        """Inference rendering: every live ray marches a window of steps (``samples_per_round`` steps at first,
+        doubling each round), the occupied ones are shaded and composited, and rays that became opaque
+        (transmittance below ``early_stop_eps``) or left the scene stop. The field only sees samples up to a
+        little past the surface, with no separate density pass, and the marching work stays linear in the
+        distance each ray travels.
 
         Returns ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)`` and ``n_samples`` (0-d).
         """
         n_rays, device = rays_o.shape[0], rays_o.device
         est = self.estimator
         near = torch.full((n_rays,), self.near, device=device, dtype=rays_o.dtype)
-        far = torch.full((n_rays,), self.far, device=device, dtype=rays_o.dtype)
         rgb = rays_o.new_zeros(n_rays, 3)
         opacity = rays_o.new_zeros(n_rays)
         depth = rays_o.new_zeros(n_rays)
-        alive = torch.ones(n_rays, dtype=torch.bool, device=device)
+        # Where each ray leaves the grids (or its far plane): marching ends there.
+        t_min, t_max, hits = ray_aabb_intersect(rays_o, rays_d, est.aabbs.to(rays_o.dtype))
+        t_exit = torch.where(hits, t_max, torch.full_like(t_max, -math.inf)).amax(dim=-1).clamp_max(self.far)
+        t_enter = torch.where(hits, t_min, torch.full_like(t_min, math.inf)).amin(dim=-1)
+        # Start at the box (on the step grid anchored at the near plane, so the steps match training's).
+        if self.cfg.cone_angle <= 0:
+            skip = torch.floor(((t_enter - near) / self.step_size).clamp_min(0.0).nan_to_num(0.0, 0.0, 0.0))
+            near = near + skip * self.step_size
+        alive = hits.any(dim=-1) & (t_exit > near)
         alpha_thre = min(self.cfg.alpha_thre, float(est.occs.mean().item()))
-        n_samples = 0
+        window, n_samples = self.cfg.samples_per_round, 0
         while bool(alive.any()):
             ids = torch.nonzero(alive)[:, 0]
-            intervals, samples, stop = traverse_grids(
-                rays_o[ids], rays_d[ids], est.binaries, est.aabbs, near[ids], far[ids], self.step_size,
-                self.cfg.cone_angle, traverse_steps_limit=self.cfg.samples_per_round)
+            step = torch.clamp(near[ids] * self.cfg.cone_angle, min=self.step_size)
+            far = torch.minimum(near[ids] + window * step, t_exit[ids])
+            intervals, samples, _ = traverse_grids(rays_o[ids], rays_d[ids], est.binaries, est.aabbs, near[ids], far,
+                                                   self.step_size, self.cfg.cone_angle)
             local = samples.ray_indices
             if local.numel() > 0:
                 t_starts, t_ends = intervals.vals[intervals.is_left], intervals.vals[intervals.is_right]
@@ -168,11 +181,9 @@ class OccGridSampler(nn.Module):
                 opacity.index_add_(0, rays, weights)
                 depth.index_add_(0, rays, weights * mids)
                 n_samples += local.numel()
-            # Rays continue from where this round stopped, unless they are opaque or reached their end.
-            near[ids] = stop
-            went_on = torch.zeros(n_rays, dtype=torch.bool, device=device)
-            went_on[ids] = samples.packed_info[:, 1] >= self.cfg.samples_per_round
-            alive = went_on & (opacity < 1.0 - self.cfg.early_stop_eps)
+            near[ids] = far
+            alive[ids] = (far < t_exit[ids]) & (opacity[ids] < 1.0 - self.cfg.early_stop_eps)
+            window *= 2
         depth = depth / opacity.clamp_min(torch.finfo(depth.dtype).eps)
         rgb = rgb + render_bkgd * (1.0 - opacity[:, None])
         return {"rgb": rgb, "depth": depth, "opacity": opacity, "n_samples": torch.tensor(n_samples)}

@@ -8,6 +8,7 @@ The loop knows nothing about the method beyond the protocol in :mod:`nerfkit.met
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -110,6 +111,8 @@ class TrainResult:
 def train(cfg: TrainConfig) -> TrainResult:
     """Trains the method ``cfg.method`` on ``cfg.data`` and returns where it ended."""
     device = resolve_device(cfg.device)
+    if hasattr(method_config(cfg), "resolved"):  # fill in the method's device-dependent defaults
+        cfg = dataclasses.replace(cfg, **{cfg.method: method_config(cfg).resolved(device)})
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     scene = load_scene(cfg.data)

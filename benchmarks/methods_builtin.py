@@ -1,0 +1,78 @@
+"""Time-to-quality of the methods on the built-in scene (the main job's data), side by side in one run.
+
+Trains each method with its default settings for the same wall time and evaluates it on the test split (white
+background, the scene's resolution): vanilla NeRF with coarse-to-fine sampling, vanilla NeRF with the occupancy
+grid, and Instant-NGP. Decides which deserves to be ``nerfkit train``'s default; writes
+benchmarks/results/methods_builtin.json.
+
+    python benchmarks/methods_builtin.py [--seconds 173]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info  # noqa: E402
+
+from nerfkit.cli import load_run  # noqa: E402
+from nerfkit.eval.render import evaluate_split  # noqa: E402
+from nerfkit.train.config import DataConfig, TrainConfig  # noqa: E402
+from nerfkit.train.trainer import train  # noqa: E402
+
+VARIANTS = {
+    "vanilla (coarse-to-fine)": dict(method="vanilla"),
+    "vanilla --vanilla.estimator occgrid": dict(method="vanilla", estimator="occgrid"),
+    "ngp": dict(method="ngp"),
+}
+
+
+def run(name: str, seconds: float, cache: Path) -> dict:
+    spec = VARIANTS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(output=Path(tmp), data=DataConfig(cache_dir=cache), method=spec["method"], steps=10**7,
+                          max_time=seconds, eval_every=0, eval_images=0, save_every=10**7, log_every=25,
+                          progress=False)
+        if "estimator" in spec:
+            cfg.vanilla.estimator = spec["estimator"]
+        result = train(cfg)
+        lines = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+        _, model, scene, _ = load_run(Path(tmp), None, "cpu")
+        report = evaluate_split(model, scene.split("test"), "white")
+    logged = [r for r in lines if "samples_per_ray" in r]
+    return {"variant": name, "train_seconds": result.elapsed, "steps": result.step,
+            "test_psnr": report["psnr"], "test_ssim": report["ssim"], "test_images": report["n_images"],
+            "resolution": report["resolution"], "render_seconds_per_image": report["seconds_per_image"],
+            "samples_per_ray": sum(r["samples_per_ray"] for r in logged) / max(len(logged), 1),
+            "rays_per_s": sum(r["rays_per_s"] for r in logged) / max(len(logged), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=173.0, help="training wall time per method")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "methods_builtin.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as cache:
+        runs = [run(name, args.seconds, Path(cache)) for name in args.variants]
+    record = {"benchmark": "methods on the built-in scene, default settings, equal training wall time",
+              "protocol": "mean per-image PSNR/SSIM over the test split, white background", "runs": runs,
+              "machine": machine_info()}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(record, indent=2))
+    print(f"{'variant':>38} {'steps':>7} {'rays/s':>9} {'samples/ray':>12} {'PSNR':>7} {'SSIM':>7} {'s/image':>8}")
+    for r in runs:
+        print(f"{r['variant']:>38} {r['steps']:>7} {r['rays_per_s']:>9,.0f} {r['samples_per_ray']:>12.1f} "
+              f"{r['test_psnr']:>7.2f} {r['test_ssim']:>7.4f} {r['render_seconds_per_image']:>8.2f}")
+    print(f"{runs[0]['test_images']} test views at {runs[0]['resolution'][0]}x{runs[0]['resolution'][1]}, white "
+          f"background; {args.seconds:.0f} s of training each; machine: {record['machine']['cpu']}, "
+          f"{record['machine']['torch_threads']} threads")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
