@@ -32,7 +32,7 @@ from machine import machine_info  # noqa: E402
 from nerfkit.cli import load_run  # noqa: E402
 from nerfkit.eval.render import evaluate_split, render_camera  # noqa: E402
 from nerfkit.train.checkpoint import list_checkpoints  # noqa: E402
-from nerfkit.train.config import DataConfig, TrainConfig, to_dict  # noqa: E402
+from nerfkit.train.config import DataConfig, TrainConfig  # noqa: E402
 from nerfkit.train.trainer import train  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nerf_synthetic" / "lego"
@@ -68,6 +68,7 @@ def main() -> None:
         cfg.ngp.field.max_resolution = args.max_resolution
         result = train(cfg)
         lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        resolved = json.loads((run / "config.json").read_text())["ngp"]  # the device's defaults filled in
         logged = [r for r in lines if "samples_per_s" in r]
 
         curve = []
@@ -109,7 +110,7 @@ def main() -> None:
         "final_test_views": final["test_views"], "render_fps": fps,
         "curve": curve, "protocol": "white background, mean per-image PSNR/SSIM; the final point on every "
                                     f"{args.test_stride}th test view, curve points on every {args.curve_stride}th",
-        "config": to_dict(cfg.ngp), "machine": machine_info(),
+        "config": resolved, "machine": machine_info(),
     }
     out = args.output or Path(__file__).parent / "results" / f"ngp_lego_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

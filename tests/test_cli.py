@@ -13,6 +13,26 @@ TINY = ["--data.builtin.resolution", "24", "--data.builtin.n-train", "12", "--da
         "--batch-size", "128", "--eval-images", "1", "--no-progress"]
 
 
+TINY_NGP = ["--method", "ngp", "--data.builtin.resolution", "24", "--data.builtin.n-train", "12",
+            "--data.builtin.n-val", "2", "--data.builtin.n-test", "3", "--ngp.field.n-levels", "4",
+            "--ngp.field.log2-hashmap-size", "12", "--ngp.field.max-resolution", "32", "--ngp.field.hidden-dim", "16",
+            "--ngp.occgrid.resolution", "16", "--ngp.occgrid.steps-per-diagonal", "64", "--ngp.target-samples", "4096",
+            "--batch-size", "128", "--eval-images", "1", "--no-progress"]
+
+
+def test_ngp_trains_evaluates_and_renders_from_the_cli(tmp_path, tiny_scene_dir, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--output", str(run), "--steps", "20", "--data.cache-dir", str(tiny_scene_dir.parent)]
+                + TINY_NGP) == 0
+    assert "trained 20 steps" in capsys.readouterr().out
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["method"] == "ngp" and saved["ngp"]["field"]["n_levels"] == 4
+    assert main(["eval", "--run", str(run), "--device", "cpu"]) == 0
+    assert json.loads((run / "eval-test" / "results.json").read_text())["n_images"] == 3
+    assert main(["render", "--run", str(run), "--frames", "3", "--output", str(run / "orbit.gif")]) == 0
+    assert (run / "orbit.gif").stat().st_size > 0
+
+
 def test_help_explains_every_command_and_option(capsys):
     for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["render", "--help"]):
         with pytest.raises(SystemExit) as info:

@@ -30,8 +30,10 @@ class VanillaFieldConfig:
     """Frequency bands of the position encoding."""
     dir_freqs: int = 4
     """Frequency bands of the view-direction encoding (0 disables view dependence)."""
-    density_activation: Literal["relu", "softplus"] = "relu"
-    """Activation turning the raw density into sigma >= 0 (softplus keeps gradients alive in empty space)."""
+    density_activation: Literal["relu", "softplus"] | None = None
+    """Activation turning the raw density into sigma >= 0 (softplus keeps gradients alive in empty space).
+    Unset: relu (the paper's) with coarse-to-fine sampling; softplus with the occupancy grid, which would prune
+    every cell, and never learn again, wherever a relu starts at exactly zero density."""
 
     def __post_init__(self) -> None:
         for name in ("depth", "width", "color_width"):
@@ -79,7 +81,7 @@ class VanillaNeRFField(nn.Module):
 
     def _density(self, h: Tensor) -> Tensor:
         raw = self.density_head(h).squeeze(-1)
-        return F.relu(raw) if self.cfg.density_activation == "relu" else F.softplus(raw - 1.0)
+        return F.softplus(raw - 1.0) if self.cfg.density_activation == "softplus" else F.relu(raw)
 
     def query_density(self, positions: Tensor) -> Tensor:
         """``sigma (...)`` at ``positions (..., 3)`` without the colour head."""

@@ -83,8 +83,9 @@ class OccGridSampler(nn.Module):
         super().__init__()
         aabb = cfg.aabb if cfg.aabb is not None else scene_aabb
         if aabb is None:
-            raise ValueError("the occupancy grid needs a scene box: the dataset gives none, so pass "
-                             "--vanilla.occgrid.aabb XMIN YMIN ZMIN XMAX YMAX ZMAX")
+            raise ValueError("the occupancy grid needs a scene box and the dataset gives none: pass "
+                             "--vanilla.occgrid.aabb XMIN YMIN ZMIN XMAX YMAX ZMAX (or sample without a grid: "
+                             "--vanilla.estimator coarse-to-fine)")
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
         self.cfg, self.near, self.far = cfg, float(near), float(far)
         self.estimator = OccGridEstimator(aabb, cfg.resolution or 128, cfg.levels)
