@@ -15,5 +15,6 @@ fi
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==2.13.0"
 fi
-"$PY" -m pip install --quiet -e ".[test]"
+# The test command asks for the test extras (pytest, and Triton to check the kernels on the CPU interpreter).
+"$PY" -m pip install --quiet -e ".${NERFKIT_EXTRAS:+[$NERFKIT_EXTRAS]}"
 export NERFKIT_PY="$PY"
