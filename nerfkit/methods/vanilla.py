@@ -31,8 +31,8 @@ def _small_field() -> VanillaFieldConfig:
 
 @dataclass
 class VanillaConfig:
-    """Vanilla NeRF. The defaults (two 4x64 MLPs, 32 + 32 samples per ray) are sized for a few minutes of CPU
-    training on the built-in scene; the paper uses 64 coarse + 128 fine samples and two 8x256 MLPs with a skip at
+    """Vanilla NeRF. The defaults (4x64 MLPs; an occupancy grid, or 32 + 32 samples per ray with two networks
+    coarse-to-fine) are sized for a few minutes of CPU training on the built-in scene; the paper uses 64 coarse + 128 fine samples and two 8x256 MLPs with a skip at
     layer 4 (``--vanilla.n-fine 128 --vanilla.coarse.depth 8 --vanilla.coarse.width 256
     --vanilla.coarse.skips 4 --vanilla.coarse.color-width 128 --vanilla.coarse.pos-freqs 10`` and the same for
     ``--vanilla.fine``)."""
