@@ -350,3 +350,12 @@ def test_rendering_in_rounds_matches_single_pass_rendering():
     torch.testing.assert_close(rounds["rgb"], single["rgb"], atol=2e-4, rtol=0)
     torch.testing.assert_close(rounds["opacity"], single["opacity"], atol=2e-4, rtol=0)
     assert rounds["opacity"].max() > 0.99 and rounds["opacity"].min() < 0.01  # hits and misses both present
+
+
+def test_marching_budget_arithmetic_is_64_bit():
+    """Ray groups are sized with int64 counts: totals beyond 2^31 candidate steps split correctly."""
+    from nerfkit.sampling.grid import _chunk_bounds
+
+    counts = torch.tensor([2 ** 30, 2 ** 30, 2 ** 30, 5, 2 ** 31 + 7], dtype=torch.long)
+    assert _chunk_bounds(counts, 2 ** 31) == [(0, 2), (2, 4), (4, 5)]
+    assert _chunk_bounds(counts[:2], 2 ** 32) == [(0, 2)]
