@@ -148,7 +148,8 @@ def main() -> None:
 
     record = {"benchmark": "Triton kernels vs torch references", "device": str(device), "quick": args.quick,
               "rows": rows, "machine": machine_info()}
-    out = args.output or Path(__file__).parent / "results" / f"kernels_{device.type}{'_quick' if args.quick else ''}.json"
+    name = f"kernels_{device.type}{'_quick' if args.quick else ''}.json"
+    out = args.output or Path(__file__).parent / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2))
     print(f"{'operation':>38} | {'size':>28} | {'torch ms':>9} | {'triton ms':>9} | {'speed-up':>8} | max|diff|")

@@ -2,8 +2,8 @@
 
 Trains each method with its default settings for the same wall time and evaluates it on the test split (white
 background, the scene's resolution): vanilla NeRF with coarse-to-fine sampling, vanilla NeRF with the occupancy
-grid, and Instant-NGP (every other setting at its default). Decides which deserves to be ``nerfkit train``'s default; writes
-benchmarks/results/methods_builtin.json.
+grid, and Instant-NGP (every other setting at its default). Decides which deserves to be ``nerfkit train``'s
+default; writes benchmarks/results/methods_builtin.json.
 
     python benchmarks/methods_builtin.py [--seconds 173]
 """

@@ -6,7 +6,6 @@ A method that uses it owns an :class:`~nerfkit.estimators.OccGridEstimator` and 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +13,8 @@ from torch import Tensor, nn
 
 from ..estimators import OccGridEstimator
 from ..render import render_weight_from_density, rendering
-from ..sampling import ray_aabb_intersect, traverse_grids
+from ..sampling import traverse_grids
+from ..sampling.grid import boxes_span
 
 __all__ = ["OccGridConfig", "OccGridSampler"]
 
@@ -56,7 +56,8 @@ class OccGridConfig:
     def __post_init__(self) -> None:
         checks = {"resolution": self.resolution is None or self.resolution >= 1, "levels": self.levels >= 1,
                   "render-step-size": self.render_step_size is None or self.render_step_size > 0,
-                  "steps-per-diagonal": self.steps_per_diagonal is None or self.steps_per_diagonal >= 1, "cone-angle": self.cone_angle >= 0,
+                  "steps-per-diagonal": self.steps_per_diagonal is None or self.steps_per_diagonal >= 1,
+                  "cone-angle": self.cone_angle >= 0,
                   "early-stop-eps": 0 <= self.early_stop_eps < 1, "alpha-thre": 0 <= self.alpha_thre < 1,
                   "occ-thre": self.occ_thre >= 0, "ema-decay": 0 <= self.ema_decay <= 1,
                   "update-every": self.update_every >= 1, "warmup-steps": self.warmup_steps >= 0,
@@ -150,14 +151,13 @@ class OccGridSampler(nn.Module):
         opacity = rays_o.new_zeros(n_rays)
         depth = rays_o.new_zeros(n_rays)
         # Where each ray leaves the grids (or its far plane): marching ends there.
-        t_min, t_max, hits = ray_aabb_intersect(rays_o, rays_d, est.aabbs.to(rays_o.dtype))
-        t_exit = torch.where(hits, t_max, torch.full_like(t_max, -math.inf)).amax(dim=-1).clamp_max(self.far)
-        t_enter = torch.where(hits, t_min, torch.full_like(t_min, math.inf)).amin(dim=-1)
+        t_enter, t_exit = boxes_span(rays_o, rays_d, est.aabbs.to(rays_o.dtype))
+        t_exit = t_exit.clamp_max(self.far)
         # Start at the box (on the step grid anchored at the near plane, so the steps match training's).
         if self.cfg.cone_angle <= 0:
             skip = torch.floor(((t_enter - near) / self.step_size).clamp_min(0.0).nan_to_num(0.0, 0.0, 0.0))
             near = near + skip * self.step_size
-        alive = hits.any(dim=-1) & (t_exit > near)
+        alive = t_exit > near  # rays that miss every box have t_exit = -inf
         alpha_thre = min(self.cfg.alpha_thre, float(est.occs.mean().item()))
         window, n_samples = self.cfg.samples_per_round, 0
         while bool(alive.any()):

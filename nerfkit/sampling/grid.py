@@ -24,7 +24,7 @@ from ..kernels import use_triton
 from .aabb import ray_aabb_intersect
 from .data_specs import RayIntervals, RaySamples
 
-__all__ = ["traverse_grids", "grid_occupancy_at", "march_steps"]
+__all__ = ["traverse_grids", "grid_occupancy_at", "march_steps", "boxes_span", "dilate_binaries"]
 
 _CANDIDATE_CHUNK = 1 << 22
 """Upper bound on candidate steps generated at once (bounds the working memory, ~200 MB at float32)."""
@@ -140,6 +140,21 @@ def march_steps(anchor: Tensor, t_start: Tensor, t_end: Tensor, step_size: float
     return rays[keep], t0[keep], t1[keep]
 
 
+def boxes_span(rays_o: Tensor, rays_d: Tensor, aabbs: Tensor) -> tuple[Tensor, Tensor]:
+    """Where each ray enters the first of the boxes and leaves the last one.
+
+    Args:
+        rays_o, rays_d: ``(n_rays, 3)``; aabbs: ``(m, 6)``.
+
+    Returns:
+        ``t_enter (n_rays,)`` and ``t_exit (n_rays,)``; ``inf`` and ``-inf`` for rays that miss every box.
+    """
+    t_mins, t_maxs, hits = ray_aabb_intersect(rays_o, rays_d, aabbs)
+    t_enter = torch.where(hits, t_mins, torch.full_like(t_mins, math.inf)).amin(dim=-1)
+    t_exit = torch.where(hits, t_maxs, torch.full_like(t_maxs, -math.inf)).amax(dim=-1)
+    return t_enter, t_exit
+
+
 @torch.no_grad()
 def traverse_grids(
     # rays
@@ -195,9 +210,7 @@ def traverse_grids(
     far = torch.full((n_rays,), math.inf, device=device, dtype=dtype) if far_planes is None else far_planes.to(dtype)
 
     # The part of each ray inside the union of the boxes, clipped to [near, far].
-    t_mins, t_maxs, hits = ray_aabb_intersect(rays_o, rays_d, aabbs.to(dtype))
-    t_start = torch.where(hits, t_mins, torch.full_like(t_mins, math.inf)).amin(dim=-1)
-    t_end = torch.where(hits, t_maxs, torch.full_like(t_maxs, -math.inf)).amax(dim=-1)
+    t_start, t_end = boxes_span(rays_o, rays_d, aabbs.to(dtype))
     t_start, t_end = torch.maximum(t_start, near), torch.minimum(t_end, far)
     active = torch.isfinite(t_start) & torch.isfinite(t_end) & (t_end > t_start)
     if rays_mask is not None:
@@ -213,9 +226,9 @@ def traverse_grids(
         cap = None if traverse_steps_limit is None or traverse_steps_limit < 0 else traverse_steps_limit + 1
         ray_indices, t0, t1 = march_grids(rays_o, rays_d, binaries, aabbs, near, t_start, t_end, step_size,
                                           cone_angle, max_per_ray=cap)
-    elif cone_angle <= 0.0 and _block_size(rays_d, aabbs, binaries.shape[1:], step_size) >= 2:
+    elif cone_angle <= 0.0 and (block := _block_size(rays_d, aabbs, binaries.shape[1:], step_size)) >= 2:
         ray_indices, t0, t1 = _march_in_blocks(rays_o, rays_d, binaries, aabbs.to(dtype), near, t_start, t_end,
-                                               active, step_size)
+                                               active, step_size, block)
     else:
         # Rays are marched in groups whose candidate steps fit the chunk budget.
         steps = _Steps(near.double(), step_size, cone_angle)
@@ -287,11 +300,12 @@ def _block_size(rays_d: Tensor, aabbs: Tensor, resolution, step_size: float) -> 
 
 
 def _march_in_blocks(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, near: Tensor,
-                     t_start: Tensor, t_end: Tensor, active: Tensor, step_size: float
+                     t_start: Tensor, t_end: Tensor, active: Tensor, step_size: float, k: int
                      ) -> tuple[Tensor, Tensor, Tensor]:
     """The constant-step march of :func:`traverse_grids`, skipping empty space a block of steps at a time.
 
-    Steps are grouped in blocks of ``K`` consecutive steps that span at most a cell of the finest grid. A block
+    Steps are grouped in blocks of ``k`` consecutive steps (:func:`_block_size`) that span at most a cell of the
+    finest grid. A block
     is tested once, at its centre, against the occupancy dilated by the block's half-length (a conservative
     test: a block that holds an occupied step always passes); only the steps of passing blocks are generated
     and tested exactly. The kept steps, and their values, are the same as the step-by-step march.
@@ -299,7 +313,6 @@ def _march_in_blocks(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Te
     dtype, device = rays_o.dtype, rays_o.device
     res = torch.tensor(binaries.shape[1:], dtype=dtype, device=device)
     cells = (aabbs[:, 3:] - aabbs[:, :3]) / res  # (m, 3) cell sizes per level
-    k = _block_size(rays_d, aabbs, binaries.shape[1:], step_size)
     speed = float(rays_d.abs().amax())
     reach = 0.5 * k * step_size * speed  # how far (per axis) a block's midpoints lie from its centre
     radii = [int(math.ceil(reach / float(cells[lvl].min()))) for lvl in range(binaries.shape[0])]

@@ -55,7 +55,7 @@ def learning_rates(cfg: TrainConfig, model: torch.nn.Module) -> tuple[float, flo
     return lr, lr_final
 
 
-def learning_rate(cfg: TrainConfig, progress: float, step: int, lr0: float = 3e-3, lr1: float = 3e-4) -> float:
+def learning_rate(cfg: TrainConfig, progress: float, step: int, lr0: float, lr1: float) -> float:
     """Exponential decay from ``lr0`` to ``lr1`` over ``progress`` in [0, 1], after ``cfg.warmup_steps`` of linear
     warm-up."""
     lr = lr0 * (lr1 / lr0) ** min(max(progress, 0.0), 1.0)
