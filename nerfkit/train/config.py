@@ -3,47 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..data.builtin import BuiltinSceneConfig
+from ..data.config import DataConfig, default_cache_dir
 from ..eval.render import DEFAULT_CHUNK
 from ..methods import NGPConfig, VanillaConfig
 
 __all__ = ["DataConfig", "TrainConfig", "to_dict", "from_dict", "default_cache_dir", "method_config"]
-
-
-def default_cache_dir() -> Path:
-    """``$NERFKIT_CACHE``, else ``$XDG_CACHE_HOME/nerfkit``, else ``~/.cache/nerfkit``."""
-    if os.environ.get("NERFKIT_CACHE"):
-        return Path(os.environ["NERFKIT_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nerfkit"
-
-
-@dataclass
-class DataConfig:
-    """Which data to train on and how to present it."""
-
-    path: Path | None = None
-    """Dataset folder (Blender synthetic layout). Leave unset to use nerfkit's built-in procedural scene."""
-    downscale: int = 1
-    """Shrink images by this integer factor (area averaging)."""
-    background: Literal["white", "black", "random"] = "random"
-    """Background behind RGBA training images: a fixed colour, or a fresh random colour per ray every step."""
-    eval_background: Literal["white", "black"] = "white"
-    """Background for evaluation and rendering (white is the Blender protocol)."""
-    builtin: BuiltinSceneConfig = field(default_factory=BuiltinSceneConfig)
-    """The built-in scene, used when no path is given."""
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    """Where the built-in scene is written (created on first use, reused after)."""
-
-    def __post_init__(self) -> None:
-        if self.downscale < 1:
-            raise ValueError(f"--data.downscale must be >= 1, got {self.downscale}")
 
 
 @dataclass
