@@ -193,11 +193,8 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
     masks = None
     if cfg.masks and frames.mask_paths is not None and any(p is not None for p in frames.mask_paths):
         given = [i for i, p in enumerate(frames.mask_paths) if p is not None]
-        loaded, (mask_w, mask_h) = load_masks([frames.mask_paths[i] for i in given], frames.downscale,
-                                              cfg.cache_dir)
-        if (mask_w, mask_h) != (full_w, full_h):
-            raise DataError(f"mask {frames.mask_paths[given[0]]} is {mask_w}x{mask_h} but its image "
-                            f"{frames.image_paths[given[0]]} is {full_w}x{full_h}")
+        loaded, _ = load_masks([frames.mask_paths[i] for i in given], frames.downscale, cfg.cache_dir,
+                               images=[frames.image_paths[i] for i in given], image_size=(full_w, full_h))
         masks = np.ones(images.shape[:3], dtype=bool)
         masks[given] = loaded
 

@@ -57,6 +57,7 @@ def evaluate_split(model, split: Split, background: str, chunk: int = DEFAULT_CH
                    near_far: tuple[float, float] | None = None) -> dict:
     """PSNR and SSIM (means over images) of ``model`` on ``split`` composited on ``background``.
 
+    When the split has masks, both metrics cover only the kept pixels (SSIM: the mean of the SSIM map over them).
     With ``out_dir``, writes ``rgb/``, ``depth/``, ``opacity/`` PNGs and ``results.json`` there.
     """
     indices = list(range(len(split))) if indices is None else indices
@@ -68,7 +69,8 @@ def evaluate_split(model, split: Split, background: str, chunk: int = DEFAULT_CH
         rgba = split.images[i].float() / 255.0
         target = composite(rgba, bkgd) if rgba.shape[-1] == 4 else rgba
         pred = out["rgb"].clamp(0.0, 1.0)
-        per_image.append({"image": split.names[i], "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
+        mask = None if split.masks is None else split.masks[i]
+        per_image.append({"image": split.names[i], "psnr": psnr(pred, target, mask), "ssim": ssim(pred, target, mask)})
         if out_dir is not None:
             stem = Path(split.names[i]).stem
             write_image(out_dir / "rgb" / f"{stem}.png", pred.cpu().numpy())
@@ -84,7 +86,9 @@ def evaluate_split(model, split: Split, background: str, chunk: int = DEFAULT_CH
         "background": background,
         "seconds_per_image": seconds / max(len(per_image), 1),
         "protocol": "mean of per-image PSNR and SSIM (11x11 Gaussian window, sigma 1.5) on colours composited "
-                    f"on a {background} background, at the stated resolution",
+                    f"on a {background} background, at the stated resolution"
+                    + (", over the pixels the dataset's masks keep" if split.masks is not None else ""),
+        "masked": split.masks is not None,
         "images": per_image,
     }
     if out_dir is not None:
