@@ -69,8 +69,11 @@ def test_downscaled_copies_are_cached_outside_the_dataset_and_follow_changes(tmp
     before = folder_digest(root)
     cfg = DataConfig(path=root, downscale=2, cache_dir=cache)
     first = load_scene(cfg)
-    cached = list((cache / "downscaled").glob("*.npy"))
-    assert len(cached) == 1  # one entry for the dataset's images
+    assert not (cache / "downscaled").exists()  # pixels are decoded per split, on first use
+    assert not first.split("train").loaded and len(first.split("train")) == 12
+    first.split("train").images
+    assert len(list((cache / "downscaled").glob("*.npy"))) == 1  # one entry for the split's images
+    assert not first.split("test").loaded
     assert folder_digest(root) == before  # nothing written next to the user's data
     again = load_scene(cfg)
     assert torch.equal(first.split("train").images, again.split("train").images)
@@ -83,7 +86,7 @@ def test_downscaled_copies_are_cached_outside_the_dataset_and_follow_changes(tmp
     changed = load_scene(cfg)
     assert not torch.equal(changed.split("train").images[0], first.split("train").images[0])
     assert torch.equal(changed.split("train").images[1:], first.split("train").images[1:])
-    assert len(list((cache / "downscaled").glob("*.npy"))) == 2
+    assert len(list((cache / "downscaled").glob("*.npy"))) == 2  # the old entry and the new one
     # A damaged cache entry is rebuilt, not trusted.
     for entry in (cache / "downscaled").glob("*.npy"):
         entry.write_bytes(b"broken")
@@ -93,8 +96,9 @@ def test_downscaled_copies_are_cached_outside_the_dataset_and_follow_changes(tmp
 def test_images_of_different_sizes_are_named(tmp_path, tiny_scene_dir):
     root = shutil.copytree(tiny_scene_dir, tmp_path / "scene")
     from nerfkit.data.images import write_image
-    write_image(root / "train" / "r_5.png", np.zeros((20, 24, 4), np.uint8))
-    with pytest.raises(DataError, match=r"r_5\.png is 24x20.*r_0\.png is 24x24"):
+    write_image(root / "test" / "r_1.png", np.zeros((20, 24, 4), np.uint8))
+    # found when the scene is opened, before training, though test pixels are only decoded for evaluation
+    with pytest.raises(DataError, match=r"test/r_1\.png is 24x20.*r_0\.png is 24x24"):
         load_blender(root)
 
 

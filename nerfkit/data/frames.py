@@ -185,20 +185,29 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
                             "points")
         aabb = aabb_from_points(points) if use_points else aabb_from_cameras(c2w)
 
-    images, (full_w, full_h) = load_images(frames.image_paths, frames.downscale, cfg.cache_dir)
+    # Headers only, now: a missing or mis-sized file is reported before any training, though pixels are
+    # decoded per split on first use.
+    full_w, full_h = image_size(frames.image_paths[0])
     want_w, want_h = int(frames.width[0]), int(frames.height[0])
     if (full_w, full_h) != (want_w, want_h):
         raise DataError(f"image {frames.image_paths[0]} is {full_w}x{full_h} but {frames.source} gives its camera "
                         f"as {want_w}x{want_h}")
-    masks = None
+    for path in frames.image_paths[1:]:
+        if image_size(path) != (full_w, full_h):
+            w, h = image_size(path)
+            raise DataError(f"image {path} is {w}x{h} but {frames.image_paths[0]} is {full_w}x{full_h}: all images "
+                            "of a dataset must have the same size")
+    mask_paths = None
     if cfg.masks and frames.mask_paths is not None and any(p is not None for p in frames.mask_paths):
-        given = [i for i, p in enumerate(frames.mask_paths) if p is not None]
-        loaded, _ = load_masks([frames.mask_paths[i] for i in given], frames.downscale, cfg.cache_dir,
-                               images=[frames.image_paths[i] for i in given], image_size=(full_w, full_h))
-        masks = np.ones(images.shape[:3], dtype=bool)
-        masks[given] = loaded
+        mask_paths = frames.mask_paths
+        for image, mask in zip(frames.image_paths, mask_paths):
+            if mask is not None and image_size(mask) != (full_w, full_h):
+                w, h = image_size(mask)
+                raise DataError(f"mask {mask} is {w}x{h} but its image {image} is {full_w}x{full_h}")
+    width, height = max(full_w // frames.downscale, 1), max(full_h // frames.downscale, 1)
+    if full_w // frames.downscale < 1 or full_h // frames.downscale < 1:
+        raise DataError(f"--data.downscale {frames.downscale} is too large for {full_w}x{full_h} images")
 
-    height, width = images.shape[1:3]
     n = len(frames.image_paths)
     ctype = np.zeros(n, dtype=np.int64) if frames.camera_type is None else frames.camera_type
     dist = np.zeros((n, N_DISTORTION)) if frames.distortion is None else frames.distortion
@@ -208,15 +217,32 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
                    torch.from_numpy(dist).float()).resized(width, height)
     if frames.ndc:
         cams.ndc = NDC(float(cams.fx[0]), float(cams.fy[0]), width, height, 1.0)
-    splits = {}
     names = [p.name for p in frames.image_paths]
+    loaded: dict[tuple, tuple] = {}  # splits listing the same images share one copy
+
+    def loader(idx: list[int]):
+        def load() -> tuple[torch.Tensor, torch.Tensor | None]:
+            key = tuple(idx)
+            if key not in loaded:
+                images, _ = load_images([frames.image_paths[i] for i in idx], frames.downscale, cfg.cache_dir)
+                masks = None
+                if mask_paths is not None:
+                    given = [j for j, i in enumerate(idx) if mask_paths[i] is not None]
+                    masks = np.ones(images.shape[:3], dtype=bool)
+                    if given:
+                        masks[given] = load_masks([mask_paths[idx[j]] for j in given], frames.downscale,
+                                                  cfg.cache_dir, images=[frames.image_paths[idx[j]] for j in given],
+                                                  image_size=(full_w, full_h))[0]
+                    masks = torch.from_numpy(masks)
+                loaded[key] = (torch.from_numpy(images), masks)
+            return loaded[key]
+        return load
+
+    splits = {}
     for split, idx in frames.splits.items():
-        idx = np.asarray(idx, dtype=np.int64)
-        if len(idx) == 0:
-            continue
-        split_masks = None if masks is None else torch.from_numpy(np.ascontiguousarray(masks[idx]))
-        splits[split] = Split(torch.from_numpy(np.ascontiguousarray(images[idx])), cams[idx.tolist()],
-                              [names[i] for i in idx], split_masks)
+        idx = [int(i) for i in idx]
+        if idx:
+            splits[split] = Split.lazy(loader(idx), cams[idx], [names[i] for i in idx])
     near, far = frames.near, frames.far
     if near is None or far is None:
         corners = np.array(np.meshgrid(*[[aabb[i], aabb[i + 3]] for i in range(3)], indexing="ij")).reshape(3, -1).T

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -16,9 +17,9 @@ class DataError(ValueError):
     """A dataset could not be read; the message names the file and what is wrong."""
 
 
-@dataclass
 class Split:
-    """One split of a dataset.
+    """One split of a dataset. Its cameras and names are known at once; its pixels can be loaded on first use
+    (:meth:`lazy`), so a split that is never rendered is never decoded.
 
     Attributes:
         images: ``(n, H, W, C)`` uint8 images, ``C = 3`` (RGB) or ``4`` (RGBA, un-premultiplied colour).
@@ -28,28 +29,58 @@ class Split:
             of evaluation metrics).
     """
 
-    images: Tensor
-    cameras: Cameras
-    names: list[str]
-    masks: Tensor | None = None
+    def __init__(self, images: Tensor, cameras: Cameras, names: list[str], masks: Tensor | None = None) -> None:
+        self.cameras, self.names = cameras, list(names)
+        self._loader = None
+        self._set(images, masks)
 
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[-1] not in (3, 4):
-            raise ValueError(f"images must be uint8 (n, H, W, 3|4), got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
-        n, h, w = self.images.shape[:3]
+    @classmethod
+    def lazy(cls, loader: Callable[[], tuple[Tensor, Tensor | None]], cameras: Cameras, names: list[str]) -> "Split":
+        """A split whose ``loader() -> (images, masks)`` runs when its pixels are first needed."""
+        split = cls.__new__(cls)
+        split.cameras, split.names, split._loader = cameras, list(names), loader
+        split._images = split._masks = None
+        return split
+
+    def _set(self, images: Tensor, masks: Tensor | None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] not in (3, 4):
+            raise ValueError(f"images must be uint8 (n, H, W, 3|4), got {images.dtype} {tuple(images.shape)}")
+        n, h, w = images.shape[:3]
         if len(self.cameras) != n or (self.cameras.height, self.cameras.width) != (h, w):
             raise ValueError(f"{n} images of {w}x{h} do not match {len(self.cameras)} cameras of "
                              f"{self.cameras.width}x{self.cameras.height}")
-        if self.masks is not None and (self.masks.dtype != torch.bool or tuple(self.masks.shape) != (n, h, w)):
-            raise ValueError(f"masks must be bool ({n}, {h}, {w}), got {self.masks.dtype} {tuple(self.masks.shape)}")
+        if masks is not None and (masks.dtype != torch.bool or tuple(masks.shape) != (n, h, w)):
+            raise ValueError(f"masks must be bool ({n}, {h}, {w}), got {masks.dtype} {tuple(masks.shape)}")
+        self._images, self._masks = images, masks
+
+    def _load(self) -> None:
+        if self._images is None:
+            self._set(*self._loader())
+            self._loader = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the pixels are in memory."""
+        return self._images is not None
+
+    @property
+    def images(self) -> Tensor:
+        self._load()
+        return self._images
+
+    @property
+    def masks(self) -> Tensor | None:
+        self._load()
+        return self._masks
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return len(self.cameras)
 
     def to(self, device: torch.device | str) -> "Split":
-        masks = None if self.masks is None else self.masks.to(device)
-        return Split(self.images.to(device), self.cameras.to(device), self.names, masks)
+        """The split on ``device`` (its pixels are loaded first; on their own device nothing is copied)."""
+        self._load()
+        masks = None if self._masks is None else self._masks.to(device)
+        return Split(self._images.to(device), self.cameras.to(device), self.names, masks)
 
 
 @dataclass
@@ -89,6 +120,10 @@ class Scene:
         inv = torch.linalg.inv(self.transform).to(c2w)
         rot = inv[:3, :3] * self.scale
         return torch.cat([rot @ c2w[..., :3, :3], (inv[:3, :3] @ c2w[..., :3, 3:]) + inv[:3, 3:]], dim=-1)
+
+    def eval_split(self) -> Split | None:
+        """The split to validate on during training: ``val``, else ``test``, else none."""
+        return self.splits.get("val") or self.splits.get("test")
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
