@@ -74,6 +74,12 @@ class Cameras:
             setattr(self, name, value.reshape(-1).expand(n).contiguous())
         ctype = torch.zeros(n, dtype=torch.long) if self.camera_type is None else self.camera_type
         self.camera_type = torch.as_tensor(ctype, dtype=torch.long, device=device).reshape(-1).expand(n).contiguous()
+        if n and (int(self.camera_type.min()) < 0 or int(self.camera_type.max()) > 4):
+            from .camera_models import CAMERA_TYPES
+
+            known = ", ".join(f"{name}={value}" for name, value in CAMERA_TYPES.items())
+            raise ValueError(f"unknown camera type value(s) {sorted(set(self.camera_type.tolist()))}; "
+                             f"known lens models: {known}")
         dist = torch.zeros(N_DISTORTION) if self.distortion is None else self.distortion
         dist = torch.as_tensor(dist, dtype=self.c2w.dtype, device=device)
         if dist.shape[-1] != N_DISTORTION or dist.ndim > 2:
