@@ -242,3 +242,18 @@ def test_blender_loading_leaves_the_files_untouched(tmp_path, tiny_scene_dir):
     before = folder_digest(root)
     load_scene(DataConfig(path=root, downscale=3, cache_dir=tmp_path / "cache"))
     assert folder_digest(root) == before
+
+
+def test_image_folders_may_be_links_but_paths_may_not_leave_the_dataset(tmp_path, tiny_scene_dir):
+    from nerfkit.data.frames import inside_root
+    elsewhere = shutil.copytree(tiny_scene_dir / "train", tmp_path / "other-disk" / "train")
+    root = tmp_path / "scene"
+    root.mkdir()
+    for name in ("transforms_train.json", "transforms_test.json"):
+        shutil.copy(tiny_scene_dir / name, root / name)
+    shutil.copytree(tiny_scene_dir / "test", root / "test")
+    (root / "train").symlink_to(elsewhere, target_is_directory=True)
+    assert len(load_blender(root, splits=("train", "test")).split("train")) == 12
+    for bad in ("../x.png", "/etc/passwd", "train/../../x.png"):
+        with pytest.raises(DataError, match="points outside the dataset folder"):
+            inside_root(root, bad, "frame 0")

@@ -15,6 +15,7 @@ exports any :class:`~nerfkit.data.scene.Scene` in this layout (fixtures, and con
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -226,7 +227,6 @@ def parse_colmap(root: str | Path, downscale: int = 1, hold_every: int = 8, mask
                             f"{cameras_path} does not define")
         if im.camera_id not in lenses:
             lenses[im.camera_id] = lens_from_colmap(cameras[im.camera_id], cameras_path)
-    n = len(records)
     fx, fy, cx, cy = (np.array([lenses[im.camera_id][k] for im in records]) for k in range(4))
     camera_type = np.array([lenses[im.camera_id][4] for im in records], dtype=np.int64)
     distortion = np.stack([lenses[im.camera_id][5] for im in records])
@@ -297,6 +297,27 @@ def load_colmap(root: Path, cfg: "DataConfig") -> Scene:
     return finish_scene(parse_colmap(root, cfg.downscale, cfg.hold_every, cfg.masks), cfg)
 
 
+def _export_names(splits: dict) -> dict[tuple[str, int], str]:
+    """A PNG file name for every ``(split, index)``. Entries with the same pixels and pose (an image listed in two
+    splits) share one file, named after their first occurrence: ``{stem}.png`` when those names are unique, else
+    ``{split}/{stem}.png``, else ``{split}/{index}_{stem}.png``."""
+    first: dict[bytes, tuple[str, int]] = {}
+    same_as: dict[tuple[str, int], tuple[str, int]] = {}
+    for s, split in splits.items():
+        for i in range(len(split)):
+            digest = hashlib.blake2b(split.images[i].cpu().contiguous().numpy().tobytes())
+            digest.update(split.cameras.c2w[i].cpu().double().contiguous().numpy().tobytes())
+            same_as[s, i] = first.setdefault(digest.digest(), (s, i))
+    unique = list(first.values())
+    stem = {(s, i): PurePosixPath(splits[s].names[i]).stem for s, i in unique}
+    for scheme in (lambda s, i: f"{stem[s, i]}.png", lambda s, i: f"{s}/{stem[s, i]}.png",
+                   lambda s, i: f"{s}/{i:05d}_{stem[s, i]}.png"):
+        names = {key: scheme(*key) for key in unique}
+        if len(set(names.values())) == len(names):
+            return {key: names[canon] for key, canon in same_as.items()}
+    raise AssertionError("unreachable: {split}/{index}_{stem} names are unique")
+
+
 def write_colmap_dataset(scene: Scene, root: str | Path, binary: bool = True, points: np.ndarray | None = None,
                          colors: np.ndarray | None = None) -> Path:
     """Exports a scene as a COLMAP dataset that :func:`load_colmap` reads back: ``images/`` (PNG), ``masks/``
@@ -304,8 +325,9 @@ def write_colmap_dataset(scene: Scene, root: str | Path, binary: bool = True, po
 
     Poses are written in the scene's dataset frame (:meth:`Scene.to_dataset_frame`), so a dataset loaded from
     any format converts to COLMAP in its own frame; cameras with equal intrinsics and lens share one COLMAP camera.
-    Image names are kept when they are unique across splits (an image listed in two splits with the same pixels
-    and camera is written once), else they become ``{split}/{name}``.
+    Images are written as ``{stem}.png`` when those names are unambiguous (an image listed in two splits with the
+    same pixels and pose is written once), else as ``{split}/{stem}.png`` (a Blender scene's ``r_0`` is in every
+    split), else ``{split}/{index}_{stem}.png``.
 
     Args:
         scene: the scene to export.
@@ -321,32 +343,13 @@ def write_colmap_dataset(scene: Scene, root: str | Path, binary: bool = True, po
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise FileExistsError(f"{root} exists and is not an empty folder; export into a new folder")
     splits = scene.splits
-    # Which (split, index) pairs are written, under which names.
-    seen: dict[str, tuple[str, int]] = {}
-    clash = False
-    for split_name, split in splits.items():
-        for i, name in enumerate(split.names):
-            if name in seen:
-                s, j = seen[name]
-                other = splits[s]
-                same = (torch.equal(other.images[j], split.images[i])
-                        and torch.equal(other.cameras.c2w[j], split.cameras.c2w[i]))
-                clash = clash or not same
-            else:
-                seen[name] = (split_name, i)
-
-    def out_name(split_name: str, name: str) -> str:
-        stem = PurePosixPath(name).stem
-        return f"{split_name}/{stem}.png" if clash else f"{stem}.png"
-
-    entries: dict[str, tuple[str, int]] = {}   # output name -> (split, index)
+    names = _export_names(splits)
+    entries: dict[str, tuple[str, int]] = {}   # output name -> the first (split, index) written under it
     lists: dict[str, list[str]] = {}
     for split_name, split in splits.items():
-        lists[split_name] = []
-        for i, name in enumerate(split.names):
-            out = out_name(split_name, name)
+        lists[split_name] = [names[split_name, i] for i in range(len(split))]
+        for i, out in enumerate(lists[split_name]):
             entries.setdefault(out, (split_name, i))
-            lists[split_name].append(out)
 
     cameras: dict[tuple, ColmapCamera] = {}
     images: list[ColmapImage] = []
@@ -372,8 +375,8 @@ def write_colmap_dataset(scene: Scene, root: str | Path, binary: bool = True, po
         rgb = np.full((len(xyz), 3), 128, np.uint8) if colors is None else np.asarray(colors, np.uint8).reshape(-1, 3)
         colmap_points = ColmapPoints(np.arange(1, len(xyz) + 1), xyz, rgb, np.zeros(len(xyz)))
     write_model(root / "sparse" / "0", list(cameras.values()), images, colmap_points, ".bin" if binary else ".txt")
-    for split_name, names in lists.items():
+    for split_name, listed in lists.items():
         file = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}.get(split_name)
         if file is not None:
-            (root / file).write_text("\n".join(names) + "\n", encoding="utf-8")
+            (root / file).write_text("\n".join(listed) + "\n", encoding="utf-8")
     return root

@@ -418,25 +418,24 @@ def read_points3d(path: str | Path, tracks: bool = True) -> ColmapPoints:
         return _read_points_bin(path, tracks)
     ids, heads, lengths, track_tokens = [], [], [], []
     for lineno, line in enumerate(_text_lines(path), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
         parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
         if len(parts) < 8 or (len(parts) - 8) % 2:
             raise DataError(f"{path}, line {lineno}: expected 'POINT3D_ID X Y Z R G B ERROR' and (IMAGE_ID, "
                             f"POINT2D_IDX) pairs, got {len(parts)} fields")
         ids.append(parts[0])
-        heads.append(parts[1:8])
+        heads.extend(parts[1:8])
         if tracks:
             lengths.append((len(parts) - 8) // 2)
             track_tokens.extend(parts[8:])
-    try:
-        table = np.array(heads, dtype=np.float64).reshape(-1, 7)
-        out = ColmapPoints(np.array(ids, dtype=np.int64), table[:, :3].copy(), table[:, 3:6].astype(np.uint8),
-                           table[:, 6].copy())
+    try:  # one conversion per column kind: Python's float()/int() over flat lists is the fast path
+        table = np.array(list(map(float, heads)), dtype=np.float64).reshape(-1, 7)
+        out = ColmapPoints(np.array(list(map(int, ids)), dtype=np.int64), table[:, :3].copy(),
+                           table[:, 3:6].astype(np.uint8), table[:, 6].copy())
         if tracks:
             out.track_lengths = np.array(lengths, dtype=np.int64)
-            out.tracks = np.array(track_tokens, dtype=np.int64).reshape(-1, 2)
+            out.tracks = np.array(list(map(int, track_tokens)), dtype=np.int64).reshape(-1, 2)
     except (ValueError, OverflowError) as err:
         raise DataError(f"{path}: malformed point line: {err}") from err
     return out
@@ -446,15 +445,17 @@ def _read_points_bin(path: Path, tracks: bool) -> ColmapPoints:
     r = _Reader(path)
     n = r.count("points", _POINT_HEAD.itemsize)
     buf, size = r.buf, len(r.buf)
-    starts, lengths = [0] * n, [0] * n
-    off = r.off
-    for i in range(n):  # the only per-point Python work: hop from record to record
-        if off + 51 > size:
-            raise DataError(f"{path} is truncated or corrupt: point record {i} of {n} needs 51 bytes at byte {off}, "
-                            f"but the file has {size} bytes")
-        length = int.from_bytes(buf[off + 43:off + 51], "little")
-        starts[i], lengths[i] = off, length
-        off += 51 + 8 * length
+    starts, lengths = [], []
+    off, track_at = r.off, struct.Struct("<Q").unpack_from
+    try:
+        for _ in range(n):  # the only per-point Python work: hop from record to record
+            (length,) = track_at(buf, off + 43)
+            starts.append(off)
+            lengths.append(length)
+            off += 51 + 8 * length
+    except struct.error:
+        raise DataError(f"{path} is truncated or corrupt: point record {len(starts)} of {n} needs 51 bytes at byte "
+                        f"{off}, but the file has {size} bytes") from None
     if off > size:
         raise DataError(f"{path} is truncated or corrupt: the track of point record {n - 1} ends at byte {off}, but "
                         f"the file has {size} bytes")
@@ -498,12 +499,15 @@ def write_points3d(path: str | Path, points: ColmapPoints) -> None:
     lines = ["# 3D point list with one line of data per point:",
              "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
              f"# Number of points: {m}"]
-    rows = tracks.tolist()
-    for i in range(m):
-        x, y, z = (repr(float(v)) for v in points.xyz[i])
-        rgb = " ".join(str(int(c)) for c in points.rgb[i])
-        track = " ".join(f"{a} {b}" for a, b in rows[ends[i] - lengths[i]:ends[i]])
-        lines.append(f"{int(points.ids[i])} {x} {y} {z} {rgb} {float(points.error[i])!r} {track}".rstrip())
+    flat = tracks.reshape(-1).tolist()
+    ends_list, lengths_list = ends.tolist(), lengths.tolist()
+    for pid, (x, y, z), (r, g, b), err, end, length in zip(np.asarray(points.ids).tolist(),
+                                                          np.asarray(points.xyz, float).tolist(),
+                                                          np.asarray(points.rgb).tolist(),
+                                                          np.asarray(points.error, float).tolist(),
+                                                          ends_list, lengths_list):
+        track = " ".join(map(str, flat[2 * (end - length):2 * end]))
+        lines.append(f"{pid} {x!r} {y!r} {z!r} {r} {g} {b} {err!r} {track}".rstrip())
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

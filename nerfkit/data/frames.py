@@ -7,6 +7,7 @@ format gets the same checks and error messages."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,9 +94,13 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def inside_root(root: Path, relative: str, where: str) -> Path:
-    """``root / relative`` resolved, refusing paths that leave the dataset folder (``where`` names the entry)."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
+    """``root / relative``, refusing paths that leave the dataset folder (``where`` names the entry).
+
+    The check is on the path as written (``..`` and absolute paths), not on where symbolic links lead, so an
+    image folder that is a link to another disk stays usable."""
+    base = Path(os.path.abspath(root))
+    path = Path(os.path.normpath(base / relative))
+    if not path.is_relative_to(base):
         raise DataError(f"{where}: {relative!r} points outside the dataset folder {root}")
     return path
 

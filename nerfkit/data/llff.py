@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .frames import Frames, check_pose, finish_scene, hold_out_split, image_size
+from .normalize import transform_poses
 from .scene import DataError, Scene
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ NDC_AABB = (-1.5, -1.5, -1.0, 1.5, 1.5, 1.0)
 """The scene box of an NDC scene: the reference camera's frustum is ``[-1, 1]^3``; x and y reach to 1.5 because
 rays of the other training cameras leave the reference frustum. Measured on fern (points spread uniformly in NDC
 depth along 200k random training rays): 8.6% of them lie outside ``|x|, |y| <= 1``, 0.07% outside 1.3, none
-outside 1.5 (the extremes are |x| = 1.44, |y| = 1.29)."""
+outside 1.5 (the extremes are |x| = 1.44, |y| = 1.28)."""
 
 NDC_FAR = float(math.sqrt((NDC_AABB[3] - NDC_AABB[0]) ** 2 + (NDC_AABB[4] - NDC_AABB[1]) ** 2
                           + (NDC_AABB[5] - NDC_AABB[2]) ** 2))
@@ -155,7 +156,11 @@ def _frustum_box(c2w: np.ndarray, bounds: np.ndarray, half_w: np.ndarray, half_h
 def parse_llff(root: str | Path, cfg: "DataConfig") -> Frames:
     """The cameras of an LLFF dataset, recentred (and rescaled, optionally spherified) as NeRF did; see the module
     docstring for the frames, bounds and box."""
-    root = Path(root)
+    return _parse(Path(root), cfg)[0]
+
+
+def _parse(root: Path, cfg: "DataConfig") -> tuple[Frames, np.ndarray]:
+    """:func:`parse_llff` and the ``(n, 2)`` depth bounds in scene units."""
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
     source = root / "poses_bounds.npy"
@@ -202,9 +207,9 @@ def parse_llff(root: str | Path, cfg: "DataConfig") -> Frames:
     scaled[:, :, 3] *= scale
     transform = np.linalg.inv(_avg_pose(scaled)) @ transform
     if cfg.llff.spherify:
-        moved = _apply(transform, c2w)
+        moved = transform_poses(transform, c2w)
         transform = _spherify(moved) @ transform
-    poses = _apply(transform, c2w)
+    poses = transform_poses(transform, c2w)
     s = float(np.cbrt(np.linalg.det(transform[:3, :3])))
     bounds = bounds * s
 
@@ -218,17 +223,12 @@ def parse_llff(root: str | Path, cfg: "DataConfig") -> Frames:
         aabb = _frustum_box(poses, bounds, half_w, half_h)
     splits = hold_out_split(n, cfg.hold_every)
     splits["val"] = splits["test"]
-    return Frames(source=source, root=root, image_paths=paths, c2w=poses, fx=fx, fy=fy,
-                  cx=np.full(n, width / 2.0), cy=np.full(n, height / 2.0), width=np.full(n, width),
-                  height=np.full(n, height), splits=splits, near=near, far=far, aabb=aabb, transform=transform,
-                  normalize=False, downscale=downscale, ndc=ndc, forward_facing=not cfg.llff.spherify,
-                  format="llff")
-
-
-def _apply(transform: np.ndarray, c2w: np.ndarray) -> np.ndarray:
-    from .normalize import transform_poses
-
-    return transform_poses(transform, c2w)
+    frames = Frames(source=source, root=root, image_paths=paths, c2w=poses, fx=fx, fy=fy,
+                    cx=np.full(n, width / 2.0), cy=np.full(n, height / 2.0), width=np.full(n, width),
+                    height=np.full(n, height), splits=splits, near=near, far=far, aabb=aabb, transform=transform,
+                    normalize=False, downscale=downscale, ndc=ndc, forward_facing=not cfg.llff.spherify,
+                    format="llff")
+    return frames, bounds
 
 
 def load_llff(root: str | Path, cfg: "DataConfig") -> Scene:
@@ -239,11 +239,9 @@ def load_llff(root: str | Path, cfg: "DataConfig") -> Scene:
         ``forward_facing`` unless spherified, and ``info["depth_bounds"]``: the smallest and largest depth bound in
         scene units (for the spiral render path).
     """
-    frames = parse_llff(root, cfg)
+    frames, bounds = _parse(Path(root), cfg)
     scene = finish_scene(frames, cfg)
-    data = np.load(frames.source, allow_pickle=False)
-    scale = float(np.cbrt(np.linalg.det(frames.transform[:3, :3])))
-    scene.info["depth_bounds"] = [float(data[:, 15].min()) * scale, float(data[:, 16].max()) * scale]
+    scene.info["depth_bounds"] = [float(bounds.min()), float(bounds.max())]
     scene.info["ndc"] = frames.ndc
     return scene
 

@@ -314,6 +314,8 @@ def _parse_nerfstudio(root: Path, path: Path, meta: dict, cfg: "DataConfig") -> 
     order = sorted(range(len(frames)), key=lambda i: PurePosixPath(rels[i]).parts)   # nerfstudio sorts by path
     frames, rels = [frames[i] for i in order], [rels[i] for i in order]
     where = [f"{path}: frame {order[k]} ({rels[k]})" for k in range(len(frames))]
+    for rel, w in zip(rels, where):   # a path leaving the folder is refused even on frames no split lists
+        inside_root(root, rel, f"{w} file_path")
 
     splits = _splits_from_lists(path, meta, root, rels)
     if splits is None:
