@@ -171,10 +171,13 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
     masks, with ``cfg.masks``) shrunk by ``frames.downscale`` and builds the :class:`Scene`."""
     _check(frames)
     c2w, transform = frames.c2w.copy(), frames.transform.copy()
-    points, aabb = frames.points, frames.aabb
+    points, aabb, near, far = frames.points, frames.aabb, frames.near, frames.far
     if frames.normalize:
         norm = cfg.normalize
         place = placement(c2w, norm.orientation, norm.center, norm.scale)
+        scale = float(np.cbrt(abs(np.linalg.det(place[:3, :3]))))
+        near = None if near is None else near * scale  # distances along rays scale with the scene
+        far = None if far is None else far * scale
         c2w = transform_poses(place, c2w)
         transform = place @ transform
         if points is not None:
@@ -248,7 +251,6 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
         idx = [int(i) for i in idx]
         if idx:
             splits[split] = Split.lazy(loader(idx), cams[idx], [names[i] for i in idx])
-    near, far = frames.near, frames.far
     if near is None or far is None:
         corners = np.array(np.meshgrid(*[[aabb[i], aabb[i + 3]] for i in range(3)], indexing="ij")).reshape(3, -1).T
         reach = np.linalg.norm(corners[None] - c2w[:, None, :3, 3], axis=-1).max()
