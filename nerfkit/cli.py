@@ -13,6 +13,7 @@ import torch
 from .data.scene import DataError
 from .eval.render import DEFAULT_CHUNK
 from .train.config import TrainConfig
+from .train.distributed import DistributedError
 
 __all__ = ["EvalConfig", "RenderConfig", "main", "load_run"]
 
@@ -45,20 +46,24 @@ class EvalConfig:
 
 @dataclass
 class RenderConfig:
-    """Render an orbit video of a trained run (cameras circle the scene at the test cameras' distance)."""
+    """Render a video of a trained run: an orbit around the scene at the test cameras' distance, or for
+    forward-facing scenes (LLFF) a spiral in front of it."""
 
     run: Path = Path("runs/builtin")
     """Run folder written by 'nerfkit train'."""
     checkpoint: Path | None = None
     """A specific checkpoint file (default: the run's latest)."""
     output: Path | None = None
-    """Video file, .mp4 or .gif (default: RUN/orbit.mp4)."""
+    """Video file, .mp4 or .gif (default: RUN/orbit.mp4 or RUN/spiral.mp4)."""
+    path: Literal["auto", "orbit", "spiral"] = "auto"
+    """Camera path: 'orbit' circles the scene, 'spiral' circles the average camera twice looking at the scene's
+    focus depth (LLFF's render path); 'auto' takes spiral for forward-facing scenes, else orbit."""
     frames: int = 48
-    """Number of frames in one full orbit."""
+    """Number of frames in the video (one full orbit, or the whole spiral)."""
     fps: int = 24
     """Frames per second."""
     elevation: float | None = None
-    """Orbit elevation in degrees (default: the test cameras' mean)."""
+    """Orbit elevation in degrees (default: the test cameras' mean; orbit only)."""
     scale: float = 1.0
     """Resolution relative to the test images."""
     chunk: int = DEFAULT_CHUNK
@@ -101,13 +106,18 @@ def load_run(run: Path, checkpoint: Path | None, device_name: str):
     return cfg, model, scene, device
 
 
-def run_train(cfg: TrainConfig) -> None:
+def run_train(cfg: TrainConfig, argv: list[str]) -> int:
+    from .train.distributed import launch
     from .train.trainer import train
 
+    if cfg.gpus is not None:  # the same command under torchrun, one process per GPU
+        return launch(cfg.gpus, argv, cfg.device)
     result = train(cfg)
     psnr = "n/a" if result.val_psnr is None else f"{result.val_psnr:.2f} dB"
-    print(f"trained {result.step} steps in {result.elapsed:.1f} s; validation PSNR {psnr}; "
-          f"checkpoint {result.checkpoint}")
+    if result.is_main:
+        print(f"trained {result.step} steps in {result.elapsed:.1f} s; validation PSNR {psnr}; "
+              f"checkpoint {result.checkpoint}")
+    return 0
 
 
 def run_eval(cfg: EvalConfig) -> None:
@@ -128,19 +138,36 @@ def run_render(cfg: RenderConfig) -> None:
     import numpy as np
     from tqdm.auto import tqdm
 
+    from .cameras import Cameras
     from .eval.render import render_camera
-    from .eval.video import orbit_cameras, write_video
+    from .eval.video import orbit_cameras, spiral_cameras, write_video
 
     train_cfg, model, scene, device = load_run(cfg.run, cfg.checkpoint, cfg.device)
+    path_kind = cfg.path if cfg.path != "auto" else ("spiral" if scene.forward_facing else "orbit")
     reference = scene.splits.get("test", scene.split("train")).cameras
     if cfg.scale != 1.0:
         reference = reference.scaled(cfg.scale)
-    cameras = orbit_cameras(reference, cfg.frames, cfg.elevation).to(device)
+    if path_kind == "spiral":
+        # Every camera of the capture once (splits may share images), with the reference's intrinsics and NDC.
+        poses, seen = [], set()
+        for split in scene.splits.values():
+            keep = [i for i, name in enumerate(split.names) if name not in seen]
+            seen.update(split.names)
+            poses.append(split.cameras.c2w[keep])
+        poses = torch.cat(poses).to(reference.c2w)
+        n = len(poses)
+        everyone = Cameras(poses, reference.fx[:1].expand(n), reference.fy[:1].expand(n), reference.cx[:1].expand(n),
+                           reference.cy[:1].expand(n), reference.width, reference.height, ndc=reference.ndc)
+        near, far = scene.info.get("depth_bounds", (scene.near, scene.far))
+        cameras = spiral_cameras(everyone, cfg.frames, near, far).to(device)
+    else:
+        cameras = orbit_cameras(reference, cfg.frames, cfg.elevation).to(device)
+        cameras.ndc = reference.ndc  # NDC scenes render NDC rays whatever the path
     frames = []
     for i in tqdm(range(cfg.frames), desc="rendering"):
         rgb = render_camera(model, cameras, i, train_cfg.data.eval_background, cfg.chunk)["rgb"]
         frames.append((rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8))
-    path = write_video(cfg.output or cfg.run / "orbit.mp4", frames, cfg.fps)
+    path = write_video(cfg.output or cfg.run / f"{path_kind}.mp4", frames, cfg.fps)
     print(f"wrote {path} ({cfg.frames} frames, {cameras.width}x{cameras.height})")
 
 
@@ -152,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = tyro.extras.subcommand_cli_from_dict(commands, prog="nerfkit", args=argv,
                                                    description="nerfkit: train, evaluate and render NeRFs.")
         if isinstance(cfg, TrainConfig):
-            run_train(cfg)
+            return run_train(cfg, sys.argv[1:] if argv is None else argv)
         elif isinstance(cfg, EvalConfig):
             run_eval(cfg)
         else:
@@ -160,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DataError, FileNotFoundError) as err:
         print(f"nerfkit: error: {err}", file=sys.stderr)
         return 2
+    except DistributedError as err:  # a training process lost its peers
+        print(f"nerfkit: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

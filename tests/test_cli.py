@@ -66,6 +66,11 @@ def test_train_eval_render_end_to_end(tmp_path, tiny_scene_dir, capsys):
     (["train", "--data.downscale", "0"], "--data.downscale must be >= 1"),
     (["train", "--device", "tpu:9"], "--device 'tpu:9'"),
     (["train", "--data.path", "/definitely/not/here"], "--data.path /definitely/not/here does not exist"),
+    (["train", "--precision", "fp16", "--device", "cpu"], "--precision fp16 needs a CUDA device"),
+    (["train", "--dist-timeout", "0"], "--dist-timeout has an invalid value: 0.0"),
+    (["train", "--max-bad-steps", "0"], "--max-bad-steps has an invalid value: 0"),
+    (["train", "--restore-lr-factor", "1.5"], "--restore-lr-factor has an invalid value: 1.5"),
+    (["train", "--gpus", "0"], "--gpus has an invalid value: 0"),
     (["eval", "--run", "/no/such/run"], "run folder not found: /no/such/run"),
     (["render", "--run", "/no/such/run", "--frames", "0"], "--frames has an invalid value"),
 ])

@@ -38,6 +38,11 @@ def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
 
 
+def _at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is in a lower precision (as under autocast), else unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def contract(x: Tensor) -> Tensor:
     """Scene contraction: ``x`` where ``|x|_inf <= 1``, else ``(2 - 1 / |x|_inf) * x / |x|_inf``.
 
@@ -108,7 +113,8 @@ class NGPField(nn.Module):
         aabb: ``(6,)`` scene box ``[xmin, ymin, zmin, xmax, ymax, zmax]``.
 
     ``positions (..., 3)`` in world units, ``directions (..., 3)`` unit vectors; returns ``rgb (..., 3)`` in
-    ``[0, 1]`` and ``sigma (...)`` >= 0 per unit length.
+    ``[0, 1]`` and ``sigma (...)`` >= 0 per unit length, float32 also under autocast (the hash table is read in
+    float32, the MLPs run in bf16/fp16, the output activations in float32).
     """
 
     def __init__(self, cfg: NGPFieldConfig, aabb: Tensor) -> None:
@@ -143,7 +149,8 @@ class NGPField(nn.Module):
     def _density_and_features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         x, inside = self.normalize(positions)
         h = self.density_mlp(self.encoder(x.reshape(-1, 3))).reshape(*x.shape[:-1], -1)
-        sigma = trunc_exp(h[..., 0] + self.cfg.density_bias) * inside
+        # float32 before the exponential: under fp16 autocast exp would overflow past 11 (65504)
+        sigma = trunc_exp(_at_least_float32(h[..., 0]) + self.cfg.density_bias) * inside
         return sigma, h[..., 1:]
 
     def query_density(self, positions: Tensor) -> Tensor:
@@ -153,7 +160,7 @@ class NGPField(nn.Module):
     def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
         sigma, features = self._density_and_features(positions)
         d = self.dir_encoder(directions)
-        rgb = torch.sigmoid(self.color_mlp(torch.cat([d.to(features.dtype), features], dim=-1)))
+        rgb = torch.sigmoid(_at_least_float32(self.color_mlp(torch.cat([d.to(features.dtype), features], dim=-1))))
         return rgb, sigma
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -49,7 +49,8 @@ class VanillaNeRFField(nn.Module):
     """``(positions, directions) -> (rgb, sigma)``.
 
     ``positions (..., 3)`` in world units, ``directions (..., 3)`` unit vectors; returns ``rgb (..., 3)`` in
-    ``[0, 1]`` and ``sigma (...)`` >= 0 per unit length.
+    ``[0, 1]`` and ``sigma (...)`` >= 0 per unit length, float32 also under autocast (the layers then run in
+    bf16/fp16, the activations of the outputs in float32).
     """
 
     def __init__(self, cfg: VanillaFieldConfig) -> None:
@@ -80,7 +81,7 @@ class VanillaNeRFField(nn.Module):
         return h
 
     def _density(self, h: Tensor) -> Tensor:
-        raw = self.density_head(h).squeeze(-1)
+        raw = _at_least_float32(self.density_head(h).squeeze(-1))  # autocast: rendering wants float32 densities
         return F.softplus(raw - 1.0) if self.cfg.density_activation == "softplus" else F.relu(raw)
 
     def query_density(self, positions: Tensor) -> Tensor:
@@ -93,5 +94,10 @@ class VanillaNeRFField(nn.Module):
         features = self.feature(h)
         if self.dir_enc is not None:
             features = torch.cat([features, self.dir_enc(directions)], dim=-1)
-        rgb = torch.sigmoid(self.color_out(F.relu(self.color_hidden(features))))
+        rgb = torch.sigmoid(_at_least_float32(self.color_out(F.relu(self.color_hidden(features)))))
         return rgb, sigma
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is in a lower precision (as under autocast), else unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x

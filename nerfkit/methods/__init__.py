@@ -2,7 +2,8 @@
 
 A method is an ``nn.Module`` built as ``Method(cfg, near, far, aabb)`` with ``forward(rays_o, rays_d,
 render_bkgd, generator) -> outputs`` and ``loss(outputs, target_rgb) -> {"loss", "mse", ...}``; optionally
-``before_step(step, generator)``, ``param_groups()``, ``next_batch_size(batch_size, losses)`` and the
+``before_step(step, generator)`` (returning ``False`` when it changed no buffer, so a multi-process run need not
+send rank 0's buffers to the others), ``param_groups()``, ``next_batch_size(batch_size, losses)`` and the
 class attributes ``default_lr``, ``default_lr_final``, ``adam_eps``.
 """
 

@@ -87,9 +87,9 @@ class InstantNGP(nn.Module):
         return [{"params": groups["grid"], "weight_decay": 0.0},
                 {"params": groups["mlp"], "weight_decay": self.cfg.weight_decay}]
 
-    def before_step(self, step: int, generator: torch.Generator | None = None) -> None:
-        """Refreshes the occupancy grid on its schedule."""
-        self.occgrid.update(step, self.field.query_density, generator)
+    def before_step(self, step: int, generator: torch.Generator | None = None) -> bool:
+        """Refreshes the occupancy grid on its schedule; returns whether it changed."""
+        return self.occgrid.update(step, self.field.query_density, generator)
 
     def next_batch_size(self, batch_size: int, losses: dict[str, Tensor]) -> int:
         """Rays for the next step, so that it renders about ``target_samples`` samples."""

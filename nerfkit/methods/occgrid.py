@@ -94,16 +94,19 @@ class OccGridSampler(nn.Module):
         self.step_size = cfg.render_step_size or diagonal / (cfg.steps_per_diagonal or 1024)
 
     @torch.no_grad()
-    def update(self, step: int, density_fn, generator: torch.Generator | None = None) -> None:
-        """Refreshes the grid from ``density_fn(x (M, 3)) -> (M,)`` on its schedule (training only)."""
+    def update(self, step: int, density_fn, generator: torch.Generator | None = None) -> bool:
+        """Refreshes the grid from ``density_fn(x (M, 3)) -> (M,)`` on its schedule (training only); returns
+        whether this step refreshed it."""
         self.estimator.update_every_n_steps(
             step, lambda x: density_fn(x) * self.step_size, occ_thre=self.cfg.occ_thre,
             ema_decay=self.cfg.ema_decay, warmup_steps=self.cfg.warmup_steps, n=self.cfg.update_every,
             generator=generator)
+        return step % self.cfg.update_every == 0
 
     def render(self, field: nn.Module, rays_o: Tensor, rays_d: Tensor, render_bkgd: Tensor,
-               generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Samples occupied space (early-stopped with the field's density) and renders packed samples.
+               generator: torch.Generator | None = None, stratified: bool = True) -> dict[str, Tensor]:
+        """Samples occupied space (early-stopped with the field's density) and renders packed samples; in
+        training with ``stratified``, each ray's steps are shifted by a random fraction of a step.
 
         Returns ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)``, ``n_samples`` (a 0-d count)
         and the packed ``ray_indices``, ``t_starts``, ``t_ends``, ``weights`` (for losses).
@@ -124,8 +127,8 @@ class OccGridSampler(nn.Module):
         ray_indices, t_starts, t_ends = self.estimator.sampling(
             rays_o, rays_d, sigma_fn=sigma_fn, near_plane=self.near, far_plane=self.far,
             render_step_size=self.step_size, early_stop_eps=self.cfg.early_stop_eps,
-            alpha_thre=self.cfg.alpha_thre, stratified=self.training, cone_angle=self.cfg.cone_angle,
-            generator=generator)
+            alpha_thre=self.cfg.alpha_thre, stratified=self.training and stratified,
+            cone_angle=self.cfg.cone_angle, generator=generator)
         rgb, opacity, depth, extras = rendering(t_starts, t_ends, ray_indices, n_rays, rgb_sigma_fn=rgb_sigma_fn,
                                                 render_bkgd=render_bkgd)
         return {"rgb": rgb, "depth": depth.squeeze(-1), "opacity": opacity.squeeze(-1),

@@ -47,6 +47,9 @@ class VanillaConfig:
     """Fine network architecture."""
     coarse_loss_weight: float = 1.0
     """Weight of the coarse pass's photometric loss."""
+    stratified: bool = True
+    """Jitter sample positions randomly along each ray in training (the paper's 'perturb'); off, training
+    samples sit at fixed positions (deterministic steps, e.g. to compare runs exactly)."""
     clip_to_aabb: bool = True
     """Sample only where rays cross the scene box when the dataset gives one (rays that miss render background)."""
     estimator: Literal["coarse-to-fine", "occgrid"] = "occgrid"
@@ -88,10 +91,12 @@ class VanillaNeRF(nn.Module):
         self.coarse = VanillaNeRFField(cfg.coarse)
         self.fine = VanillaNeRFField(cfg.fine) if cfg.n_fine > 0 else None
 
-    def before_step(self, step: int, generator: torch.Generator | None = None) -> None:
-        """Called by the trainer before each training step: refreshes the occupancy grid on its schedule."""
+    def before_step(self, step: int, generator: torch.Generator | None = None) -> bool:
+        """Called by the trainer before each training step: refreshes the occupancy grid on its schedule.
+        Returns whether the grid (a buffer) changed."""
         if self.cfg.estimator == "occgrid":
-            self.occgrid.update(step, self.field.query_density, generator)
+            return self.occgrid.update(step, self.field.query_density, generator)
+        return False
 
     def ray_bounds(self, rays_o: Tensor, rays_d: Tensor) -> tuple[Tensor, Tensor]:
         """Per-ray ``near, far (n_rays,)``; rays missing the scene box get an empty interval."""
@@ -120,7 +125,7 @@ class VanillaNeRF(nn.Module):
         Args:
             rays_o, rays_d: ``(n_rays, 3)`` origins and unit directions.
             render_bkgd: ``(3,)`` or ``(n_rays, 3)`` background colour.
-            generator: random source for stratified sampling (used in training mode only).
+            generator: random source for stratified sampling (used in training mode with ``cfg.stratified``).
 
         Returns:
             ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)`` of the final pass,
@@ -128,9 +133,9 @@ class VanillaNeRF(nn.Module):
             rendered for the batch.
         """
         if self.cfg.estimator == "occgrid":
-            out = self.occgrid.render(self.field, rays_o, rays_d, render_bkgd, generator)
+            out = self.occgrid.render(self.field, rays_o, rays_d, render_bkgd, generator, self.cfg.stratified)
             return {k: out[k] for k in ("rgb", "depth", "opacity", "n_samples")}
-        stratified = self.training
+        stratified = self.training and self.cfg.stratified
         near, far = self.ray_bounds(rays_o, rays_d)
         edges = stratified_edges(near, far, self.cfg.n_coarse, stratified, generator)
         rgb, opacity, depth, extras = self._render(self.coarse, rays_o, rays_d, edges, render_bkgd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import warnings
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints"]
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints", "rng_state",
+           "set_rng_state"]
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
@@ -28,6 +30,8 @@ def save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int = 
     all but the ``keep`` newest checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:08d}.pt"
+    for stale in folder.glob(".step-*.pt.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     tmp = folder / f".{path.name}.tmp"
     with open(tmp, "wb") as f:
         torch.save(state, f)
@@ -52,11 +56,48 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise RuntimeError(f"checkpoint {path} is unreadable or corrupt: {err}") from err
 
 
-def latest_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
-    """The newest readable checkpoint in ``folder`` (falling back past corrupt ones, with a warning)."""
+def latest_checkpoint(folder: Path, map_location: str | torch.device = "cpu",
+                      max_step: int | None = None) -> tuple[Path, dict] | None:
+    """The newest readable checkpoint in ``folder`` (falling back past corrupt ones, with a warning), of step
+    at most ``max_step`` if given."""
     for path in reversed(list_checkpoints(folder)):
+        if max_step is not None and int(_NAME.match(path.name).group(1)) > max_step:
+            continue
         try:
             return path, load_checkpoint(path, map_location)
         except RuntimeError as err:
             warnings.warn(f"{err}; trying an older checkpoint", stacklevel=2)
     return None
+
+
+def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
+    """Every random state a training process draws from -- its ``generator``, torch's global CPU (and CUDA)
+    generators, Python's ``random`` and NumPy's global generator -- as tensors and plain values, so that it
+    loads with ``weights_only=True``."""
+    import numpy as np
+
+    version, py_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state(),
+             "python": {"version": version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator, device: torch.device) -> None:
+    """Restores what :func:`rng_state` saved (parts missing from older checkpoints are left alone)."""
+    import numpy as np
+
+    generator.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch"].cpu())
+    if "python" in state:
+        py = state["python"]
+        random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    if "numpy" in state:
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)

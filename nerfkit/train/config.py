@@ -67,6 +67,23 @@ class TrainConfig:
     """Continue from the latest checkpoint in the output folder."""
     progress: bool = True
     """Show a progress bar."""
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    """Arithmetic of the forward pass and loss: fp32, or mixed precision with bf16 (CPU or GPU) or fp16 (CUDA
+    only, with a gradient scaler); parameters, optimiser state and volume rendering stay float32."""
+    compile: bool = False
+    """Compile the method's fields with torch.compile (falls back to eager code, with a warning, where the
+    compiler fails); the first steps then take longer while it compiles."""
+    gpus: int | None = None
+    """Train on N GPUs of this machine: runs 'torchrun --standalone --nproc_per_node N -m nerfkit train' with the
+    other options (each process draws --batch-size rays per step; gradients are averaged)."""
+    dist_timeout: float = 600.0
+    """Multi-process runs: seconds a process waits for the others (gradient averaging, a validation pass or a
+    checkpoint on rank 0) before failing with an error instead of hanging."""
+    max_bad_steps: int = 20
+    """A step whose loss or gradients are not finite is skipped (and logged); after this many in a row, the last
+    checkpoint from before them is restored and the learning rate lowered."""
+    restore_lr_factor: float = 0.5
+    """Factor on the learning rate at each such restore."""
 
     def __post_init__(self) -> None:
         checks = {"steps": self.steps >= 1, "batch-size": self.batch_size >= 1, "lr": self.lr is None or self.lr > 0,
@@ -76,7 +93,9 @@ class TrainConfig:
                   "keep-checkpoints": self.keep_checkpoints >= 1, "chunk": self.chunk >= 1,
                   "max-time": self.max_time is None or self.max_time > 0,
                   "save-every-seconds": self.save_every_seconds is None or self.save_every_seconds > 0,
-                  "threads": self.threads is None or self.threads >= 1}
+                  "threads": self.threads is None or self.threads >= 1,
+                  "gpus": self.gpus is None or self.gpus >= 1, "dist-timeout": self.dist_timeout > 0,
+                  "max-bad-steps": self.max_bad_steps >= 1, "restore-lr-factor": 0 < self.restore_lr_factor <= 1}
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"--{name} has an invalid value: {getattr(self, name.replace('-', '_'))!r}")

@@ -4,6 +4,11 @@ The loop knows nothing about the method beyond the protocol in :mod:`nerfkit.met
 ``model(rays_o, rays_d, render_bkgd, generator) -> outputs``, ``model.loss(outputs, target_rgb) -> {"loss",
 "mse", "n_samples"?}`` and the optional hooks (``before_step``, ``param_groups``, ``next_batch_size``,
 ``default_lr``/``default_lr_final``/``adam_eps``).
+
+Training at scale costs a few lines each, tagged in comments: ``(DDP)`` one process per GPU under torchrun
+(:mod:`nerfkit.train.distributed`), ``(AMP)`` mixed precision (:mod:`nerfkit.train.precision`), ``(compile)``
+torch.compile of the fields (:mod:`nerfkit.train.compile`), ``(guard)`` skipping non-finite steps and rolling
+back after repeated ones.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +31,11 @@ from ..data.scene import Scene
 from ..eval.metrics import psnr_from_mse
 from ..eval.render import evaluate_split
 from ..methods import METHODS
-from .checkpoint import latest_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .compile import compile_fields
 from .config import TrainConfig, method_config, to_dict
+from .distributed import World, init_world
+from .precision import autocast, check_precision, grad_scaler
 
 __all__ = ["train", "build_model", "resolve_device", "learning_rate", "background_colors", "MetricsLog"]
 
@@ -76,17 +86,38 @@ def background_colors(kind: str, n: int, device: torch.device, generator: torch.
 
 
 class MetricsLog:
-    """JSON lines in ``metrics.jsonl`` (and TensorBoard scalars when ``tensorboard`` is installed)."""
+    """JSON lines in ``metrics.jsonl`` (and TensorBoard scalars when ``tensorboard`` is installed).
 
-    def __init__(self, folder: Path) -> None:
-        self.file = open(folder / "metrics.jsonl", "a", encoding="utf-8")
+    Resuming at ``resume_step`` first drops the lines of later steps (written by a run that was stopped before
+    its next checkpoint, so the log does not repeat steps) and any line cut short. Non-finite numbers are
+    written as ``null``. With ``enabled=False`` (ranks other than 0) nothing is written.
+    """
+
+    def __init__(self, folder: Path, enabled: bool = True, resume_step: int | None = None) -> None:
+        self.file = self.tb = None
+        if not enabled:
+            return
+        path = folder / "metrics.jsonl"
+        if resume_step is not None and path.is_file():
+            kept = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= resume_step:
+                        kept.append(line + "\n")
+                except (json.JSONDecodeError, AttributeError):
+                    pass
+            path.write_text("".join(kept), encoding="utf-8")
+        self.file = open(path, "a", encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(folder / "tensorboard"))
+            self.tb = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step)
         except ImportError:  # tensorboard is optional
             self.tb = None
 
     def write(self, record: dict) -> None:
+        if self.file is None:
+            return
+        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         if self.tb is not None:
@@ -95,7 +126,8 @@ class MetricsLog:
                     self.tb.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         if self.tb is not None:
             self.tb.close()
 
@@ -106,67 +138,139 @@ class TrainResult:
     elapsed: float
     val_psnr: float | None
     checkpoint: Path
+    is_main: bool = True
+    """False on the processes of a multi-process run other than rank 0 (which logs, validates and saves)."""
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Trains the method ``cfg.method`` on ``cfg.data`` and returns where it ended."""
+    """Trains the method ``cfg.method`` on ``cfg.data`` and returns where it ended.
+
+    Started by torchrun (``RANK``/``WORLD_SIZE`` in the environment), this process is one rank of a
+    DistributedDataParallel run; a collective that waits more than ``cfg.dist_timeout`` for a lost peer raises
+    :class:`~nerfkit.train.distributed.DistributedError`.
+    """
     device = resolve_device(cfg.device)
+    check_precision(cfg.precision, device)
+    world = init_world(device, cfg.dist_timeout)  # (DDP) rank 0 of 1 outside torchrun
+    try:
+        return _train(cfg, world)
+    except RuntimeError as err:
+        if world.lost_peer(err):
+            raise world.explain(err) from err
+        raise
+    finally:
+        world.close()
+
+
+def _train(cfg: TrainConfig, world: World) -> TrainResult:
+    device = world.device
     if hasattr(method_config(cfg), "resolved"):  # fill in the method's device-dependent defaults
         cfg = dataclasses.replace(cfg, **{cfg.method: method_config(cfg).resolved(device)})
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    if not world.is_main:
+        world.barrier()  # (DDP) rank 0 writes any cached scene files first
     scene = load_scene(cfg.data)
+    if world.is_main:
+        world.barrier()
     train_split = scene.split("train").to(device)
     val_split = scene.splits.get("val", scene.splits.get("test"))
-    sampler = RaySampler(train_split)
+    sampler = RaySampler(train_split, world.rank, world.size)  # (DDP) this rank's share of a global batch
 
     torch.manual_seed(cfg.seed)  # parameter initialisation
-    model = build_model(cfg, scene).to(device)
-    lr0, lr1 = learning_rates(cfg, model)
-    params = model.param_groups() if hasattr(model, "param_groups") else model.parameters()
-    optimizer = torch.optim.Adam(params, lr=lr0, eps=getattr(model, "adam_eps", 1e-8))
+    module = build_model(cfg, scene).to(device)
+    if cfg.compile:  # (compile) the fields, in place; eager again, with a warning, where compilation fails
+        compile_fields(module)
+    lr0, lr1 = learning_rates(cfg, module)
+    params = module.param_groups() if hasattr(module, "param_groups") else module.parameters()
+    optimizer = torch.optim.Adam(params, lr=lr0, eps=getattr(module, "adam_eps", 1e-8))
+    scaler = grad_scaler(cfg.precision, device)  # (AMP) loss scaling for fp16; a pass-through otherwise
     batch_size = cfg.batch_size
+    # Two random streams: the rays, drawn as one global batch from the same seed on every rank, and the rest
+    # (backgrounds, stratification, grid updates), different on each rank.
+    data_generator = torch.Generator(device=device)
+    data_generator.manual_seed(cfg.seed)
     generator = torch.Generator(device=device)
-    generator.manual_seed(cfg.seed)
-    start_step, elapsed = 0, 0.0
+    generator.manual_seed(cfg.seed + 1 + world.rank)
+    start_step, elapsed, lr_scale, bad_steps, initial = 0, 0.0, 1.0, 0, None
 
-    cfg.output.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        cfg.output.mkdir(parents=True, exist_ok=True)
     ckpt_dir = cfg.output / "checkpoints"
     if cfg.resume:
         found = latest_checkpoint(ckpt_dir, map_location=device)
         if found is None:
             raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
         path, state = found
-        saved_method = state["config"].get("method")
-        if saved_method != cfg.method:
-            raise ValueError(f"--resume: {path} was trained with --method {saved_method}, not {cfg.method}; "
-                             "resume with the same method or use a new --output folder")
-        saved_model, wanted_model = state["config"].get(cfg.method) or {}, to_dict(method_config(cfg))
-        if saved_model != wanted_model:
-            changed = sorted(k for k, v in wanted_model.items() if saved_model.get(k) != v)
-            prefix = f"--{cfg.method}."
-            raise ValueError(f"--resume: {path} was trained with different {prefix}* settings "
-                             f"({', '.join(prefix + k.replace('_', '-') for k in changed)}); "
-                             "resume with the same method options or use a new --output folder")
-        model.load_state_dict(state["model"])
+        _check_resumable(cfg, path, state)
+        module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["rng"]["generator"].cpu())
-        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        _restore_rng(state, cfg, world, data_generator, generator)
         start_step, elapsed = int(state["step"]), float(state["elapsed"])
         batch_size = int(state.get("batch_size", batch_size))
-        print(f"resumed from {path} at step {start_step}")
-    (cfg.output / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        lr_scale, bad_steps = float(state.get("lr_scale", 1.0)), int(state.get("bad_steps", 0))
+        if world.is_main:
+            print(f"resumed from {path} at step {start_step}")
+    else:  # what the divergence guard falls back to before the first checkpoint
+        initial = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+    if world.is_main:
+        (cfg.output / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    model = world.wrap(module)  # (DDP) gradients are averaged over ranks in backward(); hooks go to `module`
+    all_params = [p for group in optimizer.param_groups for p in group["params"]]
 
-    def state_dict(step: int) -> dict:
-        return {"version": 1, "step": step, "elapsed": elapsed, "batch_size": batch_size, "config": to_dict(cfg),
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": {"generator": generator.get_state(), "torch": torch.get_rng_state()},
-                "scene": {"near": scene.near, "far": scene.far, "name": scene.name}}
+    def save(step: int) -> Path:
+        world.check_in_sync(module, step, batch_size, lr_scale)  # (DDP) every rank holds the same model
+        rng = {"data": data_generator.get_state(), "ranks": world.gather(rng_state(generator, device))}
+        path = ckpt_dir / f"step-{step:08d}.pt"
+        if world.is_main:
+            path = save_checkpoint(ckpt_dir, step, {
+                "version": 2, "step": step, "elapsed": elapsed, "batch_size": batch_size, "lr_scale": lr_scale,
+                "bad_steps": bad_steps, "world_size": world.size, "config": to_dict(cfg),
+                "model": module.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "rng": rng, "scene": {"near": scene.near, "far": scene.far, "name": scene.name}},
+                cfg.keep_checkpoints)
+        world.barrier()
+        return path
 
-    log = MetricsLog(cfg.output)
-    bar = tqdm(total=cfg.steps, initial=start_step, disable=not cfg.progress, dynamic_ncols=True)
+    def validate(step: int) -> float | None:
+        psnr = _validate(module, val_split, cfg, device, step, log) if world.is_main else None
+        world.barrier()  # (DDP) the other ranks wait here for rank 0
+        return psnr
+
+    def restore(before: int) -> int:
+        """Divergence guard: loads the newest checkpoint older than step ``before`` (or the initial state) into
+        the model, optimiser and scaler, and returns its step."""
+        found = latest_checkpoint(ckpt_dir, map_location=device, max_step=before - 1)
+        if found is not None:
+            path, state = found
+            module.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            restored, name = int(state["step"]), path.name
+        elif initial is not None and before > 0:
+            module.load_state_dict(initial)
+            optimizer.state.clear()
+            restored, name = 0, "the initial state"
+        else:
+            raise RuntimeError(f"training diverged: {cfg.max_bad_steps} steps in a row had a non-finite loss or "
+                               f"gradients (from step {before + 1}), and no checkpoint from before step {before} is "
+                               "left to restore (keep more with --keep-checkpoints, or lower --lr)")
+        log.write({"step": done, "restored": name, "restored_step": restored, "lr_scale": lr_scale})
+        if world.is_main:
+            tqdm.write(f"step {done}: {cfg.max_bad_steps} bad steps in a row; restored {name} (step {restored}), "
+                       f"learning rate x{lr_scale:g}")
+        world.barrier()
+        return restored
+
+    log = MetricsLog(cfg.output, enabled=world.is_main, resume_step=start_step if cfg.resume else None)
+    bar = tqdm(total=cfg.steps, initial=start_step, disable=not (cfg.progress and world.is_main),
+               dynamic_ncols=True)
     val_psnr, validated_at, done, checkpoint = None, None, start_step, None
-    window_rays, window_time, window_samples = 0, 0.0, 0
+    good_at, streak = start_step, 0  # the step the current parameters come from; bad steps in a row
+    window_rays, window_time, window_samples = 0, 0.0, 0.0
     every_s = cfg.save_every_seconds
     next_timed_save = (math.floor(elapsed / every_s) + 1) * every_s if every_s else math.inf
     try:
@@ -176,60 +280,141 @@ def train(cfg: TrainConfig) -> TrainResult:
                 progress = max(progress, elapsed / cfg.max_time)
                 if elapsed >= cfg.max_time:
                     break
-            lr = learning_rate(cfg, progress, step, lr0, lr1)
+            lr = learning_rate(cfg, progress, step, lr0, lr1) * lr_scale
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
             t0 = time.perf_counter()
             model.train()
-            if hasattr(model, "before_step"):
-                model.before_step(step, generator)
-            batch = sampler.sample(batch_size, generator)
+            if hasattr(module, "before_step") and module.before_step(step, generator) is not False:
+                world.broadcast_buffers(module)  # (DDP) rank 0's occupancy grid on every rank
+            batch = sampler.sample(batch_size, data_generator)
             bkgd = background_colors(cfg.data.background, batch_size, device, generator)
             target = composite(batch.rgba, bkgd)
-            outputs = model(batch.origins, batch.directions, bkgd, generator)
-            losses = model.loss(outputs, target)
+            with autocast(cfg.precision, device):  # (AMP) forward and loss in bf16/fp16 where asked
+                outputs = model(batch.origins, batch.directions, bkgd, generator)
+                losses = module.loss(outputs, target)
             optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
+            scaler.scale(losses["loss"]).backward()
+            scaler.unscale_(optimizer)
+            # (guard) one finiteness check of the loss and gradients, summed over ranks with the step's figures,
+            # so that every rank takes the same decision
+            stats = world.all_reduce_(_step_stats(losses, all_params, device))
+            bad = bool(stats[0] > 0)
+            if not bad:
+                scaler.step(optimizer)
+            scaler.update()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            dt = time.perf_counter() - t0
+            dt = world.max(time.perf_counter() - t0)  # (DDP) one clock for time-based decisions
             elapsed += dt
-            window_rays += batch_size
+            window_rays += batch_size * world.size
             window_time += dt
             if "n_samples" in losses:
-                window_samples += int(losses["n_samples"])
-            if hasattr(model, "next_batch_size"):
-                batch_size = model.next_batch_size(batch_size, losses)
-
+                window_samples += float(stats[1])
             done = step + 1
+            if bad:
+                bad_steps, streak = bad_steps + 1, streak + 1
+                log.write({"step": done, "skipped": "non-finite loss or gradients", "bad_steps": bad_steps})
+                if streak == 1 and world.is_main:
+                    tqdm.write(f"step {done}: non-finite loss or gradients, step skipped ({bad_steps} so far)")
+                if streak >= cfg.max_bad_steps:
+                    lr_scale *= cfg.restore_lr_factor
+                    good_at, streak = restore(good_at), 0
+            else:
+                good_at, streak = done, 0
+                if hasattr(module, "next_batch_size"):  # (DDP) from the mean samples per rank: ranks agree
+                    batch_size = module.next_batch_size(batch_size, {**losses, "n_samples": stats[1] / world.size})
+
             if done % cfg.log_every == 0 or done == cfg.steps:
-                mse = losses["mse"].item()
-                record = {"step": done, "loss": losses["loss"].item(), "psnr": psnr_from_mse(mse), "lr": lr,
-                          "rays_per_s": window_rays / max(window_time, 1e-9), "elapsed": elapsed}
+                mse = float(stats[3]) / world.size
+                record = {"step": done, "loss": float(stats[2]) / world.size, "psnr": psnr_from_mse(mse),
+                          "lr": lr, "rays_per_s": window_rays / max(window_time, 1e-9), "elapsed": elapsed,
+                          "bad_steps": bad_steps, **_memory_mb(device)}
                 if window_samples:
                     record["samples_per_ray"] = window_samples / window_rays
                     record["samples_per_s"] = window_samples / max(window_time, 1e-9)
                 log.write(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}",
                                 rays_s=f"{record['rays_per_s']:.0f}")
-                window_rays, window_time, window_samples = 0, 0.0, 0
+                window_rays, window_time, window_samples = 0, 0.0, 0.0
             bar.update(1)
             if val_split is not None and cfg.eval_every > 0 and done % cfg.eval_every == 0 and cfg.eval_images:
-                val_psnr, validated_at = _validate(model, val_split, cfg, device, done, log), done
+                val_psnr, validated_at = validate(done), done
             if done % cfg.save_every == 0 or elapsed >= next_timed_save:
-                checkpoint = save_checkpoint(ckpt_dir, done, state_dict(done), cfg.keep_checkpoints)
-                while next_timed_save <= elapsed:
-                    next_timed_save += every_s
+                checkpoint = save(done)
+                if every_s:
+                    next_timed_save = (math.floor(elapsed / every_s) + 1) * every_s
         if val_split is not None and cfg.eval_images and validated_at != done:
-            val_psnr = _validate(model, val_split, cfg, device, done, log)
+            val_psnr = validate(done)
         if checkpoint is None or checkpoint.name != f"step-{done:08d}.pt":
-            checkpoint = save_checkpoint(ckpt_dir, done, state_dict(done), cfg.keep_checkpoints)
+            checkpoint = save(done)
     finally:
         bar.close()
         log.close()
-    return TrainResult(done, elapsed, val_psnr, checkpoint)
+    return TrainResult(done, elapsed, val_psnr, checkpoint, world.is_main)
+
+
+def _check_resumable(cfg: TrainConfig, path: Path, state: dict) -> None:
+    """Refuses to resume a checkpoint of another method or other method settings."""
+    saved_method = state["config"].get("method")
+    if saved_method != cfg.method:
+        raise ValueError(f"--resume: {path} was trained with --method {saved_method}, not {cfg.method}; "
+                         "resume with the same method or use a new --output folder")
+    saved_model, wanted_model = state["config"].get(cfg.method) or {}, to_dict(method_config(cfg))
+    if saved_model != wanted_model:
+        changed = sorted(k for k, v in wanted_model.items() if saved_model.get(k) != v)
+        prefix = f"--{cfg.method}."
+        raise ValueError(f"--resume: {path} was trained with different {prefix}* settings "
+                         f"({', '.join(prefix + k.replace('_', '-') for k in changed)}); "
+                         "resume with the same method options or use a new --output folder")
+
+
+def _restore_rng(state: dict, cfg: TrainConfig, world: World, data_generator: torch.Generator,
+                 generator: torch.Generator) -> None:
+    """Puts back the random streams a checkpoint saved, so that the run continues exactly."""
+    rng = state["rng"]
+    if "ranks" not in rng:  # version 1: one stream for everything
+        set_rng_state(rng, generator, world.device)
+        data_generator.set_state(rng["generator"].cpu())
+        return
+    data_generator.set_state(rng["data"].cpu())
+    if len(rng["ranks"]) == world.size:
+        set_rng_state(rng["ranks"][world.rank], generator, world.device)
+    else:
+        generator.manual_seed(cfg.seed + 1 + world.rank + 1_000_003 * int(state["step"]))
+        if world.is_main:
+            warnings.warn(f"--resume: the checkpoint was written by {len(rng['ranks'])} process(es), this run has "
+                          f"{world.size}; training continues, but not bit for bit as an uninterrupted run would",
+                          stacklevel=2)
+
+
+def _step_stats(losses: dict, params: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``[non-finite, samples, loss, mse]`` (float64 on ``device``): non-finite is 1 when the loss or the
+    gradients' norm is not finite (one reduction over all gradients), else 0."""
+    loss = losses["loss"].detach().float()
+    grads = [p.grad.detach() for p in params if p.grad is not None]
+    if grads:  # torch._foreach_norm: one kernel launch for all gradients (what clip_grad_norm_ uses)
+        norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
+        loss_and_norms = loss + torch.stack(norms).float().sum()
+    else:
+        loss_and_norms = loss
+    n_samples = float(losses["n_samples"]) if "n_samples" in losses else 0.0
+    return torch.stack([(~torch.isfinite(loss_and_norms)).double(), torch.tensor(n_samples, device=device).double(),
+                        loss.double(), losses["mse"].detach().double()])
+
+
+def _memory_mb(device: torch.device) -> dict[str, float]:
+    """This process's resident host memory (Linux), and the CUDA memory its tensors hold, in MiB."""
+    out = {}
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            out["host_mem_mb"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    if device.type == "cuda":
+        out["device_mem_mb"] = torch.cuda.memory_allocated(device) / 2**20
+    return out
 
 
 def _validate(model, split, cfg: TrainConfig, device, step: int, log: MetricsLog) -> float:

@@ -1,0 +1,98 @@
+"""What mixed precision costs and gains: fp32 against bf16 (and fp16 on CUDA) at equal steps, side by side.
+
+    python benchmarks/train_precision.py [--steps 800] [--method vanilla]         # CPU: fp32, bf16
+    python benchmarks/train_precision.py --device cuda --method ngp --steps 2000   # GPU: fp32, bf16, fp16
+
+Each precision trains the same configuration (the built-in scene and the method's defaults unless options
+after ``--`` go to ``nerfkit train``, e.g. ``-- --data.path ../shared/data/nerf_synthetic/lego --data.downscale
+4``) for the same number of steps from the same seed; then the test split is rendered in fp32 (white background,
+mean per-image PSNR/SSIM). Throughput is measured after ``--warmup`` steps; the memory columns are the process's
+resident host memory (and the CUDA memory its tensors hold) logged after warm-up and at the end, which should
+not grow. Writes benchmarks/results/train_precision_{device}.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info  # noqa: E402
+from train_log import memory, read_log, throughput, train_config  # noqa: E402
+
+from nerfkit.cli import load_run  # noqa: E402
+from nerfkit.eval.render import evaluate_split  # noqa: E402
+from nerfkit.train.trainer import train  # noqa: E402
+
+
+def run(precision: str, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = train_config(args.extra)
+        cfg = dataclasses.replace(base, output=Path(tmp), method=args.method, steps=args.steps, eval_every=0,
+                                  eval_images=0, save_every=10**7, log_every=args.log_every, progress=False,
+                                  precision=precision, device=args.device)
+        result = train(cfg)
+        lines = read_log(Path(tmp))
+        _, model, scene, _ = load_run(Path(tmp), None, args.device)
+        split = scene.split("test")
+        indices = list(range(0, len(split), args.test_stride))
+        report = evaluate_split(model, split.to(model_device(model)), "white", indices=indices)
+    return {"precision": precision, "steps": result.step, "train_seconds": result.elapsed,
+            "test_psnr": report["psnr"], "test_ssim": report["ssim"], "test_images": report["n_images"],
+            "resolution": report["resolution"], "bad_steps": lines[-1].get("bad_steps", 0) if lines else 0,
+            **throughput(lines, args.warmup), "memory_mb": memory(lines, args.warmup)}
+
+
+def model_device(model):
+    return next(model.parameters()).device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--warmup", type=int, default=100, help="steps left out of the throughput")
+    parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--method", default="vanilla", choices=["vanilla", "ngp"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16", "fp16"],
+                        help="default: fp32 bf16 (and fp16 on CUDA)")
+    parser.add_argument("--test-stride", type=int, default=1, help="evaluate every N-th test view")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("extra", nargs="*", help="after --: nerfkit train options for every run")
+    args = parser.parse_args()
+    device_kind = args.device.split(":")[0]
+    precisions = args.precisions or (["fp32", "bf16", "fp16"] if device_kind == "cuda" else ["fp32", "bf16"])
+    output = args.output or Path(__file__).parent / "results" / f"train_precision_{device_kind}.json"
+
+    runs = [run(p, args) for p in precisions]
+    reference = next((r for r in runs if r["precision"] == "fp32"), runs[0])
+    for r in runs:
+        r["psnr_vs_fp32_db"] = r["test_psnr"] - reference["test_psnr"]
+        r["speedup_vs_fp32"] = r["steps_per_s"] / reference["steps_per_s"]
+    record = {"benchmark": f"mixed precision at equal steps, --method {args.method}",
+              "protocol": "mean per-image PSNR/SSIM on the test split, rendered in fp32, white background",
+              "steps": args.steps, "warmup_steps": args.warmup, "device": args.device,
+              "nerfkit_train_options": args.extra, "runs": runs, "machine": machine_info()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2))
+    print(f"{'precision':>9} {'steps/s':>8} {'rays/s':>9} {'speed-up':>9} {'PSNR':>7} {'dPSNR':>7} {'SSIM':>7} "
+          f"{'host MiB (warm -> end)':>23} {'device MiB':>16}")
+    for r in runs:
+        host = r["memory_mb"].get("host_mem_mb", {})
+        dev = r["memory_mb"].get("device_mem_mb", {})
+        host_s = f"{host['after_warmup']:.0f} -> {host['end']:.0f}" if host else "n/a"
+        dev_s = f"{dev['after_warmup']:.0f} -> {dev['end']:.0f}" if dev else "n/a"
+        print(f"{r['precision']:>9} {r['steps_per_s']:>8.2f} {r['rays_per_s']:>9,.0f} {r['speedup_vs_fp32']:>8.2f}x "
+              f"{r['test_psnr']:>7.2f} {r['psnr_vs_fp32_db']:>+7.2f} {r['test_ssim']:>7.4f} {host_s:>23} {dev_s:>16}")
+    print(f"{args.steps} steps each, {runs[0]['test_images']} test views at {runs[0]['resolution'][0]}x"
+          f"{runs[0]['resolution'][1]}; device {args.device}; machine: {record['machine']['cpu']}, "
+          f"{record['machine']['torch_threads']} threads")
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Long runs: a process killed mid-run resumes, non-finite steps are skipped or rolled back, memory stays flat."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nerfkit.cli import main
+from nerfkit.fields import VanillaFieldConfig
+from nerfkit.methods import VanillaConfig, VanillaNeRF
+from nerfkit.methods.occgrid import OccGridConfig
+from nerfkit.train.checkpoint import latest_checkpoint
+from nerfkit.train.trainer import train
+
+from test_cli import TINY
+from test_train import tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, tiny_scene_dir, capsys):
+    """SIGKILL between two checkpoints (and a checkpoint write cut short): --resume continues from the newest
+    complete checkpoint, so at most one save interval is lost, and the log holds each step once."""
+    run, save_every = tmp_path / "run", 20
+    args = ["train", "--output", str(run), "--steps", "100", "--save-every", str(save_every), "--log-every", "5",
+            "--data.cache-dir", str(tiny_scene_dir.parent), *TINY]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "nerfkit", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=err)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                logged = [r["step"] for r in records(run)] if (run / "metrics.jsonl").is_file() else []
+                if (run / "checkpoints" / "step-00000040.pt").is_file() and logged and max(logged) >= 45:
+                    break
+                time.sleep(0.02)
+            assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+    newest, _ = latest_checkpoint(run / "checkpoints")
+    saved = int(newest.stem.split("-")[1])
+    logged = max(r["step"] for r in records(run))
+    assert saved >= 40 and saved <= logged < saved + save_every  # killed within the interval after `saved`
+    (run / "checkpoints" / f".step-{saved + save_every:08d}.pt.tmp").write_bytes(b"cut short")
+
+    assert main([*args, "--resume"]) == 0
+    assert f"resumed from {newest} at step {saved}" in capsys.readouterr().out
+    steps = [r["step"] for r in records(run) if "loss" in r]
+    assert steps == list(range(5, 101, 5))  # the killed run's steps after `saved` were dropped, then redone
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    _, state = latest_checkpoint(run / "checkpoints")
+    assert state["step"] == 100
+
+
+def poison_loss(monkeypatch, bad_calls):
+    """Makes the vanilla method's loss NaN at the given (1-based) training steps."""
+    loss, calls = VanillaNeRF.loss, [0]
+
+    def poisoned(self, outputs, target):
+        calls[0] += 1
+        out = loss(self, outputs, target)
+        if calls[0] in bad_calls:
+            out = {**out, "loss": out["loss"] * float("nan")}
+        return out
+
+    monkeypatch.setattr(VanillaNeRF, "loss", poisoned)
+
+
+def adam_steps(state: dict) -> int:
+    return int(state["optimizer"]["state"][0]["step"])
+
+
+def test_a_nan_loss_skips_the_step_and_is_counted(tmp_path, tiny_scene_dir, monkeypatch):
+    poison_loss(monkeypatch, {4, 9})
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=20, save_every=100)
+    result = train(cfg)
+    assert result.step == 20
+    lines = records(cfg.output)
+    assert [r["step"] for r in lines if "skipped" in r] == [4, 9]
+    assert [r["bad_steps"] for r in lines if r["step"] in (5, 10, 20) and "loss" in r] == [1, 2, 2]
+    _, state = latest_checkpoint(cfg.output / "checkpoints")
+    assert state["bad_steps"] == 2 and state["lr_scale"] == 1.0
+    assert adam_steps(state) == 18  # the optimiser stepped on the 18 good steps only
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_repeated_nans_restore_older_checkpoints_with_a_lower_learning_rate(tmp_path, tiny_scene_dir, monkeypatch):
+    """Steps 13-18 are NaN, 3 in a row trigger a restore: first of step 10 (the newest checkpoint before the
+    bad steps), then, as the next three fail too, of the one before (step 5); the learning rate halves each
+    time, and training goes on to the end."""
+    poison_loss(monkeypatch, set(range(13, 19)))
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=30, save_every=5, keep_checkpoints=5, max_bad_steps=3,
+                      lr=1e-3, lr_final=1e-3, warmup_steps=0)
+    assert train(cfg).step == 30
+    lines = records(cfg.output)
+    restores = [(r["step"], r["restored"], r["lr_scale"]) for r in lines if "restored" in r]
+    assert restores == [(15, "step-00000010.pt", 0.5), (18, "step-00000005.pt", 0.25)]
+    assert [r["lr"] for r in lines if "lr" in r and r["step"] > 18] == pytest.approx([2.5e-4] * 3)
+    _, state = latest_checkpoint(cfg.output / "checkpoints")
+    assert state["lr_scale"] == 0.25 and state["bad_steps"] == 6
+    assert adam_steps(state) == 5 + 12  # the state of step 5, then the good steps 19-30
+
+
+def test_divergence_from_the_start_falls_back_to_the_initial_state_then_stops_clearly(tmp_path, tiny_scene_dir,
+                                                                                      monkeypatch):
+    poison_loss(monkeypatch, set(range(2, 1000)))
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=30, save_every=100, max_bad_steps=3)
+    with pytest.raises(RuntimeError, match="training diverged: 3 steps in a row had a non-finite loss"):
+        train(cfg)
+    assert [r["restored"] for r in records(cfg.output) if "restored" in r] == ["the initial state"]
+
+
+def test_host_memory_stays_flat_over_a_long_run(tmp_path, tiny_scene_dir):
+    """600 small steps with grid updates, validation passes and checkpoints: after warm-up (the first
+    validation and checkpoint), the resident memory logged every 20 steps stays within a few MiB (a step that
+    kept its graph alive would add megabytes per step)."""
+    field = VanillaFieldConfig(depth=2, width=32, skips=(), color_width=16, pos_freqs=4, dir_freqs=2)
+    vanilla = VanillaConfig(n_coarse=8, n_fine=8, coarse=field, fine=field,
+                            occgrid=OccGridConfig(resolution=16, update_every=4, warmup_steps=50))
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=600, log_every=20, save_every=100, eval_every=200,
+                      vanilla=vanilla)
+    train(cfg)
+    memory = [r["host_mem_mb"] for r in records(cfg.output) if "host_mem_mb" in r and r["step"] >= 300]
+    assert len(memory) == 16
+    assert max(memory) - memory[0] < 24.0, memory
+
+
+def test_resume_falls_back_past_a_corrupt_newest_checkpoint(tmp_path, tiny_scene_dir, capsys):
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=10, save_every=5, keep_checkpoints=3)
+    train(cfg)
+    newest = cfg.output / "checkpoints" / "step-00000010.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # cut short, as a full disk might leave it
+    resumed = tiny_config(tmp_path, tiny_scene_dir.parent, steps=12, save_every=5, keep_checkpoints=3, resume=True)
+    with pytest.warns(UserWarning, match="step-00000010.pt is unreadable or corrupt"):
+        assert train(resumed).step == 12
+    assert "at step 5" in capsys.readouterr().out
