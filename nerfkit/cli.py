@@ -168,7 +168,16 @@ def run_render(cfg: RenderConfig) -> None:
         rgb = render_camera(model, cameras, i, train_cfg.data.eval_background, cfg.chunk)["rgb"]
         frames.append((rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8))
     path = write_video(cfg.output or cfg.run / f"{path_kind}.mp4", frames, cfg.fps)
-    print(f"wrote {path} ({cfg.frames} frames, {cameras.width}x{cameras.height})")
+    # The path's cameras, in the scene's frame and mapped back to the dataset's own frame (scene.transform).
+    c2w = cameras.c2w.detach().cpu().double()
+    poses = {"path": path_kind, "width": cameras.width, "height": cameras.height,
+             "fx": float(cameras.fx[0]), "fy": float(cameras.fy[0]), "cx": float(cameras.cx[0]),
+             "cy": float(cameras.cy[0]), "convention": "camera-to-world 3x4, OpenGL (x right, y up, looking down -z)",
+             "scene_frame": c2w.tolist(), "dataset_frame": scene.to_dataset_frame(c2w).tolist(),
+             "scene_transform": scene.transform.tolist()}
+    path.with_suffix(".json").write_text(json.dumps(poses, indent=1))
+    print(f"wrote {path} ({cfg.frames} frames, {cameras.width}x{cameras.height}) and its cameras "
+          f"{path.with_suffix('.json').name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -257,3 +257,16 @@ def test_image_folders_may_be_links_but_paths_may_not_leave_the_dataset(tmp_path
     for bad in ("../x.png", "/etc/passwd", "train/../../x.png"):
         with pytest.raises(DataError, match="points outside the dataset folder"):
             inside_root(root, bad, "frame 0")
+
+
+def test_unreadable_images_are_named(tmp_path, tiny_scene_dir):
+    root = shutil.copytree(tiny_scene_dir, tmp_path / "scene")
+    (root / "test" / "r_2.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"cannot read image .*test/r_2\.png"):  # when the scene is opened
+        load_blender(root)
+    data = (root / "train" / "r_4.png").read_bytes()
+    shutil.copy(tiny_scene_dir / "test" / "r_2.png", root / "test" / "r_2.png")
+    (root / "train" / "r_4.png").write_bytes(data[: len(data) // 2])  # a header, then a cut-off image
+    scene = load_blender(root)
+    with pytest.raises(DataError, match=r"cannot read image .*train/r_4\.png"):  # when its pixels are decoded
+        scene.split("train").images

@@ -4,6 +4,7 @@ built-in scene converted by nerfkit's own writers."""
 import json
 
 import pytest
+import torch
 
 from nerfkit.cli import main
 from nerfkit.data import detect_format, load_blender
@@ -40,6 +41,17 @@ def test_train_and_eval_on_each_format_from_the_cli(tmp_path, tiny_scene_dir, fm
     assert main(["eval", "--run", str(run), "--device", "cpu"]) == 0
     results = json.loads((run / "eval-test" / "results.json").read_text())
     assert results["n_images"] >= 2 and results["resolution"] == [24, 24]
+    # The run records the scene's placement, and a render's cameras map back to the dataset's frame: the
+    # built-in scene's test cameras circle its origin at distance 4, and so does the orbit, whatever frame
+    # the format's loader moved the scene into.
+    placed = json.loads((run / "scene.json").read_text())
+    assert len(placed["transform"]) == 4 and placed["splits"]["train"] >= 9
+    assert main(["render", "--run", str(run), "--frames", "3", "--output", str(run / "orbit.gif")]) == 0
+    poses = json.loads((run / "orbit.json").read_text())
+    positions = torch.tensor(poses["dataset_frame"])[:, :, 3]
+    torch.testing.assert_close(positions.norm(dim=-1), torch.full((3,), 4.0, dtype=torch.float64), rtol=2e-3,
+                               atol=0)
+    assert torch.tensor(poses["scene_transform"]).tolist() == placed["transform"]
 
 
 def test_a_forced_format_that_does_not_fit_is_a_clear_error(tmp_path, tiny_scene_dir, capsys):

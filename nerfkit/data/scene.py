@@ -121,6 +121,15 @@ class Scene:
         rot = inv[:3, :3] * self.scale
         return torch.cat([rot @ c2w[..., :3, :3], (inv[:3, :3] @ c2w[..., :3, 3:]) + inv[:3, 3:]], dim=-1)
 
+    def summary(self) -> dict:
+        """The scene's placement and bounds as plain JSON values (written to a run's ``scene.json``, so that
+        tools can map its cameras and renders back to the dataset's frame without the dataset)."""
+        return {"name": self.name, "near": self.near, "far": self.far,
+                "aabb": None if self.aabb is None else [float(v) for v in self.aabb],
+                "transform": self.transform.tolist(), "scale": self.scale, "forward_facing": self.forward_facing,
+                "splits": {name: len(split) for name, split in self.splits.items()},
+                "info": {k: v for k, v in self.info.items() if isinstance(v, (str, int, float, bool, list))}}
+
     def eval_split(self) -> Split | None:
         """The split to validate on during training: ``val``, else ``test``, else none."""
         return self.splits.get("val") or self.splits.get("test")

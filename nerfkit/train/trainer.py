@@ -174,7 +174,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     if world.is_main:
         world.barrier()
     train_split = scene.split("train").to(device)
-    val_split = scene.splits.get("val", scene.splits.get("test"))
+    val_split = scene.eval_split()  # its pixels are decoded at the first validation
     sampler = RaySampler(train_split, world.rank, world.size)  # (DDP) this rank's share of a global batch
 
     torch.manual_seed(cfg.seed)  # parameter initialisation
@@ -217,6 +217,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         initial = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
     if world.is_main:
         (cfg.output / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        (cfg.output / "scene.json").write_text(json.dumps(scene.summary(), indent=2))
     model = world.wrap(module)  # (DDP) gradients are averaged over ranks in backward(); hooks go to `module`
     all_params = [p for group in optimizer.param_groups for p in group["params"]]
 
@@ -229,7 +230,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
                 "version": 2, "step": step, "elapsed": elapsed, "batch_size": batch_size, "lr_scale": lr_scale,
                 "bad_steps": bad_steps, "world_size": world.size, "config": to_dict(cfg),
                 "model": module.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "rng": rng, "scene": {"near": scene.near, "far": scene.far, "name": scene.name}},
+                "rng": rng, "scene": scene.summary()},
                 cfg.keep_checkpoints)
         world.barrier()
         return path
