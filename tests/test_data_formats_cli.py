@@ -48,10 +48,10 @@ def test_train_and_eval_on_each_format_from_the_cli(tmp_path, tiny_scene_dir, fm
     assert len(placed["transform"]) == 4 and placed["splits"]["train"] >= 9
     assert main(["render", "--run", str(run), "--frames", "3", "--output", str(run / "orbit.gif")]) == 0
     poses = json.loads((run / "orbit.json").read_text())
-    positions = torch.tensor(poses["dataset_frame"])[:, :, 3]
+    positions = torch.tensor(poses["dataset_frame"], dtype=torch.float64)[:, :, 3]
     torch.testing.assert_close(positions.norm(dim=-1), torch.full((3,), 4.0, dtype=torch.float64), rtol=2e-3,
                                atol=0)
-    assert torch.tensor(poses["scene_transform"]).tolist() == placed["transform"]
+    assert poses["scene_transform"] == placed["transform"]
 
 
 def test_a_forced_format_that_does_not_fit_is_a_clear_error(tmp_path, tiny_scene_dir, capsys):
