@@ -166,6 +166,11 @@ def _check(frames: Frames) -> None:
                         "(resize the images, keeping the intrinsics consistent)")
 
 
+def _corners(aabb: np.ndarray) -> np.ndarray:
+    """The 8 corners ``(8, 3)`` of a box ``(6,)``."""
+    return np.array(np.meshgrid(*[[aabb[i], aabb[i + 3]] for i in range(3)], indexing="ij")).reshape(3, -1).T
+
+
 def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> Scene:
     """Checks ``frames``, places the scene (``cfg.normalize`` when ``frames.normalize``), loads images (and
     masks, with ``cfg.masks``) shrunk by ``frames.downscale`` and builds the :class:`Scene`."""
@@ -183,8 +188,7 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
         if points is not None:
             points = transform_points(place, points)
         if aabb is not None:  # the moved box's corners, boxed again
-            corners = np.array(np.meshgrid(*[[aabb[i], aabb[i + 3]] for i in range(3)], indexing="ij"))
-            moved = transform_points(place, corners.reshape(3, -1).T)
+            moved = transform_points(place, _corners(aabb))
             aabb = np.concatenate([moved.min(0), moved.max(0)])
     if aabb is None:
         use_points = points is not None and len(points) >= 8 and cfg.normalize.aabb_from != "cameras"
@@ -201,19 +205,17 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
         raise DataError(f"image {frames.image_paths[0]} is {full_w}x{full_h} but {frames.source} gives its camera "
                         f"as {want_w}x{want_h}")
     for path in frames.image_paths[1:]:
-        if image_size(path) != (full_w, full_h):
-            w, h = image_size(path)
-            raise DataError(f"image {path} is {w}x{h} but {frames.image_paths[0]} is {full_w}x{full_h}: all images "
-                            "of a dataset must have the same size")
+        if (size := image_size(path)) != (full_w, full_h):
+            raise DataError(f"image {path} is {size[0]}x{size[1]} but {frames.image_paths[0]} is {full_w}x{full_h}: "
+                            "all images of a dataset must have the same size")
     mask_paths = None
     if cfg.masks and frames.mask_paths is not None and any(p is not None for p in frames.mask_paths):
         mask_paths = frames.mask_paths
         for image, mask in zip(frames.image_paths, mask_paths):
-            if mask is not None and image_size(mask) != (full_w, full_h):
-                w, h = image_size(mask)
-                raise DataError(f"mask {mask} is {w}x{h} but its image {image} is {full_w}x{full_h}")
-    width, height = max(full_w // frames.downscale, 1), max(full_h // frames.downscale, 1)
-    if full_w // frames.downscale < 1 or full_h // frames.downscale < 1:
+            if mask is not None and (size := image_size(mask)) != (full_w, full_h):
+                raise DataError(f"mask {mask} is {size[0]}x{size[1]} but its image {image} is {full_w}x{full_h}")
+    width, height = full_w // frames.downscale, full_h // frames.downscale
+    if width < 1 or height < 1:
         raise DataError(f"--data.downscale {frames.downscale} is too large for {full_w}x{full_h} images")
 
     n = len(frames.image_paths)
@@ -239,8 +241,7 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
                     masks = np.ones(images.shape[:3], dtype=bool)
                     if given:
                         masks[given] = load_masks([mask_paths[idx[j]] for j in given], frames.downscale,
-                                                  cfg.cache_dir, images=[frames.image_paths[idx[j]] for j in given],
-                                                  image_size=(full_w, full_h))[0]
+                                                  cfg.cache_dir)[0]
                     masks = torch.from_numpy(masks)
                 loaded[key] = (torch.from_numpy(images), masks)
             return loaded[key]
@@ -251,9 +252,8 @@ def finish_scene(frames: Frames, cfg: "DataConfig", name: str | None = None) -> 
         idx = [int(i) for i in idx]
         if idx:
             splits[split] = Split.lazy(loader(idx), cams[idx], [names[i] for i in idx])
-    if near is None or far is None:
-        corners = np.array(np.meshgrid(*[[aabb[i], aabb[i + 3]] for i in range(3)], indexing="ij")).reshape(3, -1).T
-        reach = np.linalg.norm(corners[None] - c2w[:, None, :3, 3], axis=-1).max()
+    if near is None or far is None:  # from the cameras to the farthest corner of the box
+        reach = np.linalg.norm(_corners(aabb)[None] - c2w[:, None, :3, 3], axis=-1).max()
         near = 0.01 * float(reach) if near is None else near
         far = float(reach) if far is None else far
     info = {"format": frames.format, "downscale": cfg.downscale, "source": str(frames.source),

@@ -81,21 +81,11 @@ def _cache_key(paths: list[Path], downscale: int, kind: str) -> str:
     return h.hexdigest()[:20]
 
 
-def _load_all(paths: list[Path], read, downscale: int, threads: int | None,
-              partners: list[Path] | None = None, partner_size: tuple[int, int] | None = None
-              ) -> tuple[np.ndarray, tuple[int, int]]:
+def _load_all(paths: list[Path], read, downscale: int, threads: int | None) -> tuple[np.ndarray, tuple[int, int]]:
     """Decodes ``paths`` in a thread pool into one preallocated array, shrinking each by ``downscale``.
 
-    With ``partners`` (the images that masks belong to) and their ``partner_size``, every file must have that
-    size. Returns the stacked array and the full-resolution ``(width, height)`` shared by all files."""
+    Returns the stacked array and the full-resolution ``(width, height)`` shared by all files."""
     first = read(paths[0])
-
-    def check_partner(i: int, image: np.ndarray) -> None:
-        if partners is not None and (image.shape[1], image.shape[0]) != partner_size:
-            raise DataError(f"mask {paths[i]} is {image.shape[1]}x{image.shape[0]} but its image {partners[i]} is "
-                            f"{partner_size[0]}x{partner_size[1]}")
-
-    check_partner(0, first)
     full_h, full_w = first.shape[:2]
     width, height = full_w // downscale, full_h // downscale
     if width < 1 or height < 1:
@@ -104,7 +94,6 @@ def _load_all(paths: list[Path], read, downscale: int, threads: int | None,
 
     def one(i: int) -> None:
         image = first if i == 0 else read(paths[i])
-        check_partner(i, image)
         if image.shape != first.shape:
             raise DataError(f"{paths[i]} is {image.shape[1]}x{image.shape[0]} with {_channels(image)} but "
                             f"{paths[0]} is {full_w}x{full_h} with {_channels(first)}: all images of a dataset "
@@ -122,20 +111,18 @@ def _channels(image: np.ndarray) -> str:
 
 
 def _cached(paths: list[Path], read, downscale: int, cache_dir: Path | None, kind: str,
-            threads: int | None, **checks) -> tuple[np.ndarray, tuple[int, int]]:
+            threads: int | None) -> tuple[np.ndarray, tuple[int, int]]:
     if downscale == 1 or cache_dir is None:
-        return _load_all(paths, read, downscale, threads, **checks)
+        return _load_all(paths, read, downscale, threads)
     folder = Path(cache_dir) / "downscaled"
     key = _cache_key(paths, downscale, kind)
     data, meta = folder / f"{key}.npy", folder / f"{key}.json"
     if data.is_file() and meta.is_file():
         try:
-            size = tuple(json.loads(meta.read_text())["full_size"])
-            if checks.get("partner_size") in (None, size):  # (a mismatch is re-read to name the file)
-                return np.load(data), size
+            return np.load(data), tuple(json.loads(meta.read_text())["full_size"])
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt below
-    array, size = _load_all(paths, read, downscale, threads, **checks)
+    array, size = _load_all(paths, read, downscale, threads)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.tmp.npy"
@@ -165,12 +152,8 @@ def load_images(paths: list[Path], downscale: int = 1, cache_dir: Path | None = 
 
 
 def load_masks(paths: list[Path], downscale: int = 1, cache_dir: Path | None = None,
-               threads: int | None = None, images: list[Path] | None = None,
-               image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+               threads: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Loads masks as ``(n, H, W)`` bool (``True`` keeps a pixel); shrunk masks keep pixels that are at least
-    half kept. With ``images`` (their image files) and ``image_size`` (full-resolution ``(width, height)``), a
-    mask of another size is an error naming both files. Returns the masks and the files' full-resolution
-    ``(width, height)``."""
-    checks = {} if images is None else {"partners": images, "partner_size": image_size}
-    masks, size = _cached(paths, read_mask, downscale, cache_dir, "mask", threads, **checks)
+    half kept. Returns the masks and the files' full-resolution ``(width, height)``."""
+    masks, size = _cached(paths, read_mask, downscale, cache_dir, "mask", threads)
     return masks >= 128, size
