@@ -70,7 +70,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["PINHOLE", "OPENCV", "OPENCV_FISHEYE", "FULL_OPENCV", "FOV", "CAMERA_TYPES", "N_PARAMS",
+__all__ = ["PINHOLE", "OPENCV", "OPENCV_FISHEYE", "FULL_OPENCV", "FOV", "CAMERA_TYPES", "N_PARAMS", "check_camera_types",
            "project", "unproject"]
 
 PINHOLE = 0
@@ -317,14 +317,26 @@ _UNPROJECT: list[tuple[tuple[int, ...], _Fn]] = [
     ((OPENCV_FISHEYE,), _unproject_fisheye), ((FOV,), _unproject_fov)]
 
 
-def _dispatch(t: Tensor, out: Tensor, table: list[tuple[tuple[int, ...], _Fn]], x: Tensor, p: Tensor,
-              **kwargs) -> Tensor:
-    """Run each family's function on its subset of the flat batch (the whole batch when only one is present)."""
-    present = set(torch.unique(t).tolist()) if t.numel() else set()
+def _known_types(present: set[int]) -> None:
     unknown = sorted(present - set(CAMERA_TYPES.values()))
     if unknown:
         names = ", ".join(f"{name}={value}" for name, value in CAMERA_TYPES.items())
         raise ValueError(f"unknown camera type value(s) {unknown}; known lens models: {names}")
+
+
+def check_camera_types(camera_type: Tensor) -> bool:
+    """Raises a ``ValueError`` naming any value of ``camera_type (...)`` that is not a lens model of
+    :data:`CAMERA_TYPES`; returns whether any is not a pinhole."""
+    present = set(torch.unique(camera_type).tolist()) if camera_type.numel() else set()
+    _known_types(present)
+    return bool(present - {PINHOLE})
+
+
+def _dispatch(t: Tensor, out: Tensor, table: list[tuple[tuple[int, ...], _Fn]], x: Tensor, p: Tensor,
+              **kwargs) -> Tensor:
+    """Run each family's function on its subset of the flat batch (the whole batch when only one is present)."""
+    present = set(torch.unique(t).tolist()) if t.numel() else set()
+    _known_types(present)
     families = [(types, fn) for types, fn in table if present & set(types)]
     if len(families) == 1:
         return families[0][1](x, p, t, **kwargs)

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .camera_models import N_PARAMS, check_camera_types, unproject
+
 __all__ = ["Cameras", "NDC", "camera_directions", "rays_from_pixels", "ndc_rays", "look_at", "N_DISTORTION"]
 
-N_DISTORTION = 8
-"""Length of a camera's distortion vector: ``k1, k2, k3, k4, k5, k6, p1, p2`` (what each model reads is
-documented in :mod:`nerfkit.camera_models`)."""
+N_DISTORTION = N_PARAMS
+"""Length of a camera's distortion vector: ``k1..k6, p1, p2`` (what each lens model reads:
+:mod:`nerfkit.camera_models`)."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,8 @@ class Cameras:
             setattr(self, name, value.reshape(-1).expand(n).contiguous())
         ctype = torch.zeros(n, dtype=torch.long) if self.camera_type is None else self.camera_type
         self.camera_type = torch.as_tensor(ctype, dtype=torch.long, device=device).reshape(-1).expand(n).contiguous()
-        if n and (int(self.camera_type.min()) < 0 or int(self.camera_type.max()) > 4):
-            from .camera_models import CAMERA_TYPES
-
-            known = ", ".join(f"{name}={value}" for name, value in CAMERA_TYPES.items())
-            raise ValueError(f"unknown camera type value(s) {sorted(set(self.camera_type.tolist()))}; "
-                             f"known lens models: {known}")
+        # Checked once here (a host sync on a GPU), so that ray generation never has to look again.
+        self._distorted = bool(n) and check_camera_types(self.camera_type)
         dist = torch.zeros(N_DISTORTION) if self.distortion is None else self.distortion
         dist = torch.as_tensor(dist, dtype=self.c2w.dtype, device=device)
         if dist.shape[-1] != N_DISTORTION or dist.ndim > 2:
@@ -101,7 +99,7 @@ class Cameras:
     @property
     def distorted(self) -> bool:
         """Whether any camera has a lens model other than an ideal pinhole."""
-        return bool((self.camera_type != 0).any())
+        return self._distorted
 
     def to(self, device: torch.device | str) -> "Cameras":
         return Cameras(self.c2w.to(device), self.fx.to(device), self.fy.to(device), self.cx.to(device),
@@ -138,8 +136,6 @@ class Cameras:
         fx, fy = self.fx[camera_indices], self.fy[camera_indices]
         cx, cy = self.cx[camera_indices], self.cy[camera_indices]
         if self.distorted:
-            from .camera_models import unproject
-
             u, v = (x - cx) / fx, (y - cy) / fy
             d = unproject(u, v, self.distortion[camera_indices], self.camera_type[camera_indices])
             dirs_cam = torch.stack([d[..., 0], -d[..., 1], -d[..., 2]], dim=-1)  # OpenCV -> OpenGL axes

@@ -26,17 +26,9 @@ FORMAT_SIGNS = {
     "instant-ngp": ["transforms.json"],
     "llff": ["poses_bounds.npy"],
     "colmap": ["sparse/0/cameras.bin|txt", "sparse/cameras.bin|txt", "colmap/sparse/0/cameras.bin|txt",
-               "cameras.bin|txt"],
+               "colmap/sparse/cameras.bin|txt", "cameras.bin|txt"],
 }
 """What :func:`detect_format` looks for, by format (in the order it looks)."""
-
-
-def _colmap_model_dir(root: Path) -> Path | None:
-    for sub in ("sparse/0", "sparse", "colmap/sparse/0", "colmap/sparse", "."):
-        folder = root / sub
-        if any((folder / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
-            return folder
-    return None
 
 
 def detect_format(root: Path) -> str:
@@ -49,7 +41,9 @@ def detect_format(root: Path) -> str:
         return transforms_flavour(root / "transforms.json")
     if (root / "poses_bounds.npy").is_file():
         return "llff"
-    if _colmap_model_dir(root) is not None:
+    from .colmap import colmap_model_dir
+
+    if colmap_model_dir(root) is not None:
         return "colmap"
     looked = "; ".join(f"{', '.join(signs)} ({fmt})" for fmt, signs in FORMAT_SIGNS.items())
     raise DataError(f"cannot tell the dataset format of {root}: looked for {looked}. Pass --data.format to name it")

@@ -76,13 +76,17 @@ def parse_blender(root: str | Path, splits: tuple[str, ...] = ("train", "val", "
             paths.append(file_path)
             fovs.append(fov)
         split_idx[split] = np.arange(start, len(paths))
+    try:
+        near, far = float(extra.get("near", BLENDER_NEAR)), float(extra.get("far", BLENDER_FAR))
+        aabb = np.asarray(extra.get("aabb", BLENDER_AABB), dtype=float).reshape(6)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{root}: the 'nerfkit' block's near / far / aabb are malformed: {err}") from err
     width, height = image_size(paths[0])
     n = len(paths)
     focal = 0.5 * width / np.tan(0.5 * np.asarray(fovs))
     return Frames(source=source, root=root, image_paths=paths, c2w=np.stack(poses), fx=focal, fy=focal.copy(),
                   cx=np.full(n, width / 2.0), cy=np.full(n, height / 2.0), width=np.full(n, width),
-                  height=np.full(n, height), splits=split_idx, near=float(extra.get("near", BLENDER_NEAR)),
-                  far=float(extra.get("far", BLENDER_FAR)), aabb=np.asarray(extra.get("aabb", BLENDER_AABB), float),
+                  height=np.full(n, height), splits=split_idx, near=near, far=far, aabb=aabb,
                   normalize=False, downscale=downscale, format="blender")
 
 

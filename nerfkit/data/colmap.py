@@ -55,6 +55,18 @@ SPLIT_LISTS = {"train": ("train_list.txt",), "val": ("val_list.txt", "validation
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG")
 _MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
+COLMAP_MODEL_DIRS = ("sparse/0", "sparse", "colmap/sparse/0", "colmap/sparse", ".")
+"""Where a COLMAP model (``cameras.{bin,txt}``) is looked for, in this order, relative to the dataset folder."""
+
+
+def colmap_model_dir(root: Path) -> Path | None:
+    """The first of :data:`COLMAP_MODEL_DIRS` under ``root`` holding ``cameras.bin`` or ``cameras.txt``."""
+    for sub in COLMAP_MODEL_DIRS:
+        folder = root / sub
+        if any((folder / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
+            return folder
+    return None
+
 
 def lens_from_colmap(camera: ColmapCamera, source: Path) -> tuple[float, float, float, float, int, np.ndarray]:
     """``(fx, fy, cx, cy, camera_type, distortion (8,))`` of a COLMAP camera (``distortion`` is nerfkit's
@@ -192,17 +204,14 @@ def parse_colmap(root: str | Path, downscale: int = 1, hold_every: int = 8, mask
         ``source`` the cameras file, ``normalize=True`` (placed by ``--data.normalize``), near/far left to
         :func:`finish_scene`.
     """
-    from . import _colmap_model_dir
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
     if downscale < 1:
         raise DataError(f"downscale must be >= 1, got {downscale}")
-    model_dir = _colmap_model_dir(root)
+    model_dir = colmap_model_dir(root)
     if model_dir is None:
-        looked = ", ".join(str(root / sub / "cameras.{bin,txt}") for sub in ("sparse/0", "sparse", "colmap/sparse/0",
-                                                                               "colmap/sparse", "."))
+        looked = ", ".join(str(root / sub / "cameras.{bin,txt}") for sub in COLMAP_MODEL_DIRS)
         raise DataError(f"{root} is not a COLMAP dataset: no cameras file (looked for {looked})")
     files = model_files(model_dir)
     cameras_path = files["cameras"]

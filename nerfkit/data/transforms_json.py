@@ -80,6 +80,7 @@ import numpy as np
 from ..camera_models import OPENCV, OPENCV_FISHEYE, PINHOLE
 from ..cameras import N_DISTORTION
 from .blender import read_json
+from .normalize import transform_poses
 from .frames import Frames, check_pose, finish_scene, hold_out_split, image_size, inside_root
 from .scene import DataError, Scene
 
@@ -752,14 +753,6 @@ def _matrix(c2w: np.ndarray) -> list:
     return np.concatenate([c2w, [[0.0, 0.0, 0.0, 1.0]]]).tolist()
 
 
-def _apply(transform: np.ndarray, c2w: np.ndarray) -> np.ndarray:
-    scale = np.cbrt(np.linalg.det(transform[:3, :3]))
-    out = np.empty_like(c2w)
-    out[:, :, :3] = (transform[:3, :3] / scale) @ c2w[:, :, :3]
-    out[:, :, 3] = c2w[:, :, 3] @ transform[:3, :3].T + transform[:3, 3]
-    return out
-
-
 def write_nerfstudio(root: str | Path, scene: Scene | None = None, *, cameras: "Cameras | None" = None,
                      images=None, masks=None, splits: dict[str, Sequence[int]] | None = None,
                      points: np.ndarray | None = None, applied_transform: np.ndarray | None = None,
@@ -795,7 +788,7 @@ def write_nerfstudio(root: str | Path, scene: Scene | None = None, *, cameras: "
     transform = None
     if applied_transform is not None:
         transform = _transform4(applied_transform, root / TRANSFORMS_FILE, "applied_transform")
-        c2w = _apply(transform, c2w)
+        c2w = transform_poses(transform, c2w)
     per_frame = []
     for i in range(len(c2w)):
         t = int(data["ctype"][i])

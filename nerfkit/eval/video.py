@@ -11,24 +11,16 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras, look_at
+from ..data.normalize import focus_point
 
 __all__ = ["orbit_cameras", "spiral_cameras", "write_video"]
-
-
-def _focus_point(c2w: Tensor) -> Tensor:
-    """The point closest (least squares) to every camera's optical axis ``(3,)``."""
-    origins, axes = c2w[:, :3, 3].double(), -c2w[:, :3, 2].double()
-    axes = axes / axes.norm(dim=-1, keepdim=True)
-    proj = torch.eye(3, dtype=torch.float64) - axes[:, :, None] * axes[:, None, :]  # (n, 3, 3)
-    a, b = proj.sum(0), (proj @ origins[:, :, None]).sum(0)
-    return torch.linalg.lstsq(a, b).solution.squeeze(-1).float()
 
 
 def orbit_cameras(reference: Cameras, n_frames: int, elevation_deg: float | None = None) -> Cameras:
     """``n_frames`` cameras circling the point the reference cameras look at, with their intrinsics and mean
     distance; the orbit axis is the mean of their up vectors, the elevation their mean unless given."""
     c2w = reference.c2w.cpu().float()
-    center = _focus_point(c2w)
+    center = torch.from_numpy(focus_point(c2w.double().numpy())).float()
     up = c2w[:, :3, 1].mean(0)
     up = up / up.norm()
     offsets = c2w[:, :3, 3] - center
