@@ -34,8 +34,9 @@ class _TruncExp(torch.autograd.Function):
 
 
 def trunc_exp(x: Tensor) -> Tensor:
-    """``exp(x)`` with a gradient truncated at ``x = 15`` (Instant-NGP's density activation)."""
-    return _TruncExp.apply(x)
+    """``exp(x)`` with a gradient truncated at ``x = 15`` (Instant-NGP's density activation), computed in at
+    least float32 (its backward runs outside autocast, where ``exp(15)`` would overflow fp16)."""
+    return _TruncExp.apply(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
 
 
 def _at_least_float32(x: Tensor) -> Tensor:

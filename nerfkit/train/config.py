@@ -80,8 +80,10 @@ class TrainConfig:
     """Multi-process runs: seconds a process waits for the others (gradient averaging, a validation pass or a
     checkpoint on rank 0) before failing with an error instead of hanging."""
     max_bad_steps: int = 20
-    """A step whose loss or gradients are not finite is skipped (and logged); after this many in a row, the last
-    checkpoint from before them is restored and the learning rate lowered."""
+    """A step whose loss or gradients are not finite is skipped (and logged; with fp16, a finite loss whose
+    gradients overflowed is the gradient scaler's to handle); after this many in a row, the newest checkpoint
+    older than the last good step is restored (the parameters that step produced may be the cause) and the
+    learning rate lowered."""
     restore_lr_factor: float = 0.5
     """Factor on the learning rate at each such restore."""
 

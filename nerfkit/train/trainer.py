@@ -203,10 +203,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
         path, state = found
         _check_resumable(cfg, path, state)
-        module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        _load_training_state(state, module, optimizer, scaler)
         _restore_rng(state, cfg, world, data_generator, generator)
         start_step, elapsed = int(state["step"]), float(state["elapsed"])
         batch_size = int(state.get("batch_size", batch_size))
@@ -246,10 +243,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         found = latest_checkpoint(ckpt_dir, map_location=device, max_step=before - 1)
         if found is not None:
             path, state = found
-            module.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
+            _load_training_state(state, module, optimizer, scaler)
             restored, name = int(state["step"]), path.name
         elif initial is not None and before > 0:
             module.load_state_dict(initial)
@@ -299,9 +293,12 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             scaler.scale(losses["loss"]).backward()
             scaler.unscale_(optimizer)
             # (guard) one finiteness check of the loss and gradients, summed over ranks with the step's figures,
-            # so that every rank takes the same decision
-            stats = world.all_reduce_(_step_stats(losses, all_params, device))
-            bad = bool(stats[0] > 0)
+            # so that every rank takes the same decision; read back to the host once
+            loss_bad, grads_bad, n_samples, loss_sum, mse_sum = world.all_reduce_(
+                _step_stats(losses, all_params, device)).tolist()
+            # (AMP) with fp16 the scaler skips steps whose gradients overflowed and lowers its scale: that is
+            # calibration, not divergence, as long as the loss itself is finite
+            bad = loss_bad > 0 or (grads_bad > 0 and not scaler.is_enabled())
             if not bad:
                 scaler.step(optimizer)
             scaler.update()
@@ -312,7 +309,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             window_rays += batch_size * world.size
             window_time += dt
             if "n_samples" in losses:
-                window_samples += float(stats[1])
+                window_samples += n_samples
             done = step + 1
             if bad:
                 bad_steps, streak = bad_steps + 1, streak + 1
@@ -325,11 +322,11 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             else:
                 good_at, streak = done, 0
                 if hasattr(module, "next_batch_size"):  # (DDP) from the mean samples per rank: ranks agree
-                    batch_size = module.next_batch_size(batch_size, {**losses, "n_samples": stats[1] / world.size})
+                    batch_size = module.next_batch_size(batch_size, {**losses, "n_samples": n_samples / world.size})
 
             if done % cfg.log_every == 0 or done == cfg.steps:
-                mse = float(stats[3]) / world.size
-                record = {"step": done, "loss": float(stats[2]) / world.size, "psnr": psnr_from_mse(mse),
+                mse = mse_sum / world.size
+                record = {"step": done, "loss": loss_sum / world.size, "psnr": psnr_from_mse(mse),
                           "lr": lr, "rays_per_s": window_rays / max(window_time, 1e-9), "elapsed": elapsed,
                           "bad_steps": bad_steps, **_memory_mb(device)}
                 if window_samples:
@@ -354,6 +351,14 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         bar.close()
         log.close()
     return TrainResult(done, elapsed, val_psnr, checkpoint, world.is_main)
+
+
+def _load_training_state(state: dict, module, optimizer, scaler) -> None:
+    """Model (with the estimator's buffers), optimiser and gradient scaler from a checkpoint."""
+    module.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
 
 
 def _check_resumable(cfg: TrainConfig, path: Path, state: dict) -> None:
@@ -391,18 +396,19 @@ def _restore_rng(state: dict, cfg: TrainConfig, world: World, data_generator: to
 
 
 def _step_stats(losses: dict, params: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """``[non-finite, samples, loss, mse]`` (float64 on ``device``): non-finite is 1 when the loss or the
-    gradients' norm is not finite (one reduction over all gradients), else 0."""
+    """``[loss non-finite, gradients non-finite, samples, loss, mse]`` (float64 on ``device``, no host sync):
+    the flags are 1 when the loss, or the sum of the gradients' norms (one reduction over all of them), is not
+    finite."""
     loss = losses["loss"].detach().float()
     grads = [p.grad.detach() for p in params if p.grad is not None]
     if grads:  # torch._foreach_norm: one kernel launch for all gradients (what clip_grad_norm_ uses)
         norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
-        loss_and_norms = loss + torch.stack(norms).float().sum()
+        grads_bad = ~torch.isfinite(torch.stack(norms).float().sum())
     else:
-        loss_and_norms = loss
-    n_samples = float(losses["n_samples"]) if "n_samples" in losses else 0.0
-    return torch.stack([(~torch.isfinite(loss_and_norms)).double(), torch.tensor(n_samples, device=device).double(),
-                        loss.double(), losses["mse"].detach().double()])
+        grads_bad = torch.zeros((), dtype=torch.bool, device=device)
+    n_samples = torch.as_tensor(losses.get("n_samples", 0.0), dtype=torch.float64).to(device)
+    return torch.stack([(~torch.isfinite(loss)).double(), grads_bad.double(), n_samples, loss.double(),
+                        losses["mse"].detach().double()])
 
 
 def _memory_mb(device: torch.device) -> dict[str, float]:
