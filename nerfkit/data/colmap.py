@@ -26,7 +26,7 @@ from ..camera_models import FOV, FULL_OPENCV, OPENCV, OPENCV_FISHEYE, PINHOLE
 from ..cameras import N_DISTORTION
 from .colmap_io import (ColmapCamera, ColmapImage, ColmapPoints, model_files, qvec_to_rotation, read_cameras,
                         read_images, read_points3d, rotation_to_qvec, write_model)
-from .frames import Frames, finish_scene, hold_out_split, image_size
+from .frames import Frames, finish_scene, hold_out_split, image_size, shrunk_folder_factor
 from .images import write_image
 from .scene import DataError, Scene
 
@@ -154,13 +154,10 @@ def _find_with_suffixes(folder: Path, rel: PurePosixPath, suffixes: tuple[str, .
 def _pick_image_folder(root: Path, downscale: int, use_masks: bool) -> tuple[str, int]:
     """``(folder name, factor it is shrunk by)``: the largest ``images_N`` with ``N`` dividing ``downscale`` (and,
     when the dataset has masks, a ``masks_N`` beside it), else ``images``."""
-    for n in range(downscale, 1, -1):
-        if downscale % n or not (root / f"images_{n}").is_dir():
-            continue
-        if use_masks and (root / "masks").is_dir() and not (root / f"masks_{n}").is_dir():
-            continue  # full-size masks only: shrink the full-size images with them instead
-        return f"images_{n}", n
-    return "images", 1
+    # with full-size masks only, the full-size images are shrunk together with them instead
+    n = shrunk_folder_factor(root, downscale, lambda n: not (use_masks and (root / "masks").is_dir())
+                             or (root / f"masks_{n}").is_dir())
+    return ("images", 1) if n == 1 else (f"images_{n}", n)
 
 
 def _read_splits(root: Path, names: list[str], hold_every: int) -> dict[str, np.ndarray]:

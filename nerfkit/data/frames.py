@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from .scene import DataError, Scene, Split
 if TYPE_CHECKING:
     from .config import DataConfig
 
-__all__ = ["Frames", "finish_scene", "check_pose", "image_size", "hold_out_split", "inside_root"]
+__all__ = ["Frames", "finish_scene", "check_pose", "image_size", "hold_out_split", "inside_root",
+           "shrunk_folder_factor"]
 
 
 @dataclass
@@ -120,6 +121,17 @@ def check_pose(pose, where: str) -> np.ndarray:
     if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-3) or np.linalg.det(rot) < 0:
         raise DataError(f"{where}: pose is not a rigid transform (its rotation part is not a rotation)")
     return pose[:3, :4]
+
+
+def shrunk_folder_factor(root: Path, downscale: int, ready: Callable[[int], bool] = lambda n: True) -> int:
+    """The factor ``N`` of the pre-shrunk image folder to read for ``--data.downscale downscale``: the largest
+    ``N > 1`` dividing ``downscale`` whose ``root / images_N`` exists and passes the format's own ``ready(N)``
+    check (e.g. every listed file present, or masks shrunk alike), else 1 (the full-size ``images``). What is
+    left to shrink is ``downscale // N``."""
+    for n in range(downscale, 1, -1):
+        if downscale % n == 0 and (root / f"images_{n}").is_dir() and ready(n):
+            return n
+    return 1
 
 
 def hold_out_split(n: int, hold_every: int) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .frames import Frames, check_pose, finish_scene, hold_out_split, image_size
+from .frames import Frames, check_pose, finish_scene, hold_out_split, image_size, shrunk_folder_factor
 from .normalize import transform_poses
 from .scene import DataError, Scene
 
@@ -79,13 +79,12 @@ def llff_image_folder(root: Path, downscale: int) -> tuple[Path, int]:
         others = sorted(c.name for c in root.iterdir() if c.is_dir()) if root.is_dir() else []
         raise DataError(f"{root} has no images folder ('images' or 'images_N' next to poses_bounds.npy)"
                         + (f"; it has: {', '.join(others)}" if others else ""))
-    usable = [m for m in found if downscale % m == 0]
-    if not usable:
+    best = shrunk_folder_factor(root, downscale)
+    if best == 1 and 1 not in found:
         names = ", ".join(found[m].name for m in sorted(found))
         hint = " or ".join(f"--data.downscale {m}" for m in sorted(found))
         raise DataError(f"{root} has no images folder for --data.downscale {downscale}: it has {names} only. "
                         f"Pass {hint} (or a multiple of it)")
-    best = max(usable)
     return found[best], downscale // best
 
 

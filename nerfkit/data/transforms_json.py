@@ -81,7 +81,7 @@ from ..camera_models import OPENCV, OPENCV_FISHEYE, PINHOLE
 from ..cameras import N_DISTORTION
 from .blender import read_json
 from .normalize import transform_poses
-from .frames import Frames, check_pose, finish_scene, hold_out_split, image_size, inside_root
+from .frames import Frames, check_pose, finish_scene, hold_out_split, image_size, inside_root, shrunk_folder_factor
 from .scene import DataError, Scene
 
 if TYPE_CHECKING:
@@ -300,13 +300,9 @@ def _splits_from_lists(path: Path, meta: dict, root: Path, keys: list[str]) -> d
 
 def _downscale_folder(root: Path, names: list[str], mask_names: list[str], downscale: int) -> int:
     """The largest ``N`` dividing ``downscale`` for which ``images_N`` (and ``masks_N``) hold every file."""
-    for n in range(downscale, 1, -1):
-        if downscale % n or not (root / f"images_{n}").is_dir():
-            continue
-        if all((root / f"images_{n}" / name).is_file() for name in names) and \
-                all((root / f"masks_{n}" / name).is_file() for name in mask_names):
-            return n
-    return 1
+    return shrunk_folder_factor(root, downscale, lambda n: all((root / f"images_{n}" / name).is_file()
+                                                               for name in names)
+                                and all((root / f"masks_{n}" / name).is_file() for name in mask_names))
 
 
 def _parse_nerfstudio(root: Path, path: Path, meta: dict, cfg: "DataConfig") -> Frames:
