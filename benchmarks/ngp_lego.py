@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--log2-hashmap-size", type=int, default=None, help="default: the method's for the device")
     parser.add_argument("--n-levels", type=int, default=None, help="default: the method's for the device")
     parser.add_argument("--max-resolution", type=int, default=None, help="default: the method's for the device")
+    parser.add_argument("--hidden-dim", type=int, default=None, help="MLP width (default: the method's)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     if not (args.data / "transforms_train.json").is_file():
@@ -66,6 +67,8 @@ def main() -> None:
         cfg.ngp.field.log2_hashmap_size = args.log2_hashmap_size
         cfg.ngp.field.n_levels = args.n_levels
         cfg.ngp.field.max_resolution = args.max_resolution
+        if args.hidden_dim is not None:
+            cfg.ngp.field.hidden_dim = args.hidden_dim
         result = train(cfg)
         lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         resolved = json.loads((run / "config.json").read_text())["ngp"]  # the device's defaults filled in

@@ -1,10 +1,12 @@
 """HashGridEncoder (nerfkit.encoders.hashgrid): levels, indexing, interpolation and gradients against brute force, and
-the Triton kernel (nerfkit.kernels.hashgrid_triton) against the torch reference.
+the Triton kernel (nerfkit.kernels.hashgrid_triton) and the compiled CPU loop (nerfkit.kernels.hashgrid_compiled)
+against the torch reference.
 
 Kernel tests run on CPU under Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1), or on CUDA.
 """
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -194,17 +196,91 @@ def test_reference_passes_gradcheck(cfg):
     assert torch.autograd.gradcheck(fn, (x, table), eps=1e-6, atol=1e-6)
 
 
+# ------------------------------------------------------------------------------------ compiled loop (CPU fast path)
+
+
+def compiled_or_skip(fn):
+    """``fn()``, skipped where this machine cannot compile (the encoder then warns and uses the reference)."""
+    from nerfkit.kernels import hashgrid_compiled
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn()
+    if not hashgrid_compiled.compiled_encoding_available():
+        pytest.skip(f"torch.compile cannot build the fused loop here: {[str(w.message) for w in caught]}")
+    return out
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # from torch.compile's own imports
-def test_compiled_corners_match_eager():
-    enc = tiny_encoder(TINY3)
-    compiled = tiny_encoder(TINY3)
-    compiled.compile = True
-    x = torch.rand(50, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64) * 1.2 - 0.1
-    try:
-        got = compiled(x)
-    except Exception as err:  # e.g. no C++ compiler for inductor on this machine
-        pytest.skip(f"torch.compile is unavailable here: {type(err).__name__}: {err}")
-    torch.testing.assert_close(got, enc(x), rtol=0, atol=0)
+@pytest.mark.parametrize("cfg,n_features,dtype", [(TINY3, 2, torch.float32), (TINY2, 3, torch.float64)],
+                         ids=["3d-f2-fp32", "2d-f3-fp64"])
+def test_compiled_loop_matches_reference(cfg, n_features, dtype):
+    """Forward and the table's gradient, on 700 points (some outside [0, 1], the cube's corners, shared rows and
+    hash collisions), against :func:`hash_grid_encode`; two batch sizes through one compiled graph."""
+    from nerfkit.kernels.hashgrid_compiled import hash_grid_encode_compiled
+
+    enc = tiny_encoder(cfg, n_features, dtype)
+    g = torch.Generator().manual_seed(11)
+    for n in (700, 301):
+        x = torch.rand(n, enc.in_dim, generator=g, dtype=dtype) * 1.2 - 0.1
+        x[0], x[1] = 0.0, 1.0
+        grad_out = torch.randn(n, enc.out_dim, generator=g, dtype=dtype)
+        args = (enc.offsets, enc.resolutions, enc.log2_hashmap_size)
+        table = enc.embeddings.detach().clone().requires_grad_(True)
+        out = compiled_or_skip(lambda: hash_grid_encode_compiled(x, table, *args))
+        out.backward(grad_out)
+        ref_table = enc.embeddings.detach().clone().requires_grad_(True)
+        ref = hash_grid_encode(x, ref_table, *args)
+        ref.backward(grad_out)
+        tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+        assert out.dtype == dtype and out.shape == (n, enc.out_dim)
+        torch.testing.assert_close(out, ref, **tol)
+        torch.testing.assert_close(table.grad, ref_table.grad, **tol)
+        assert table.grad.abs().sum() > 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_encoder_takes_the_compiled_loop_only_where_it_applies(monkeypatch):
+    """compile=True: the fused loop for batches of MIN_POINTS or more whose positions need no gradient; the
+    reference (with the positions' gradient) otherwise."""
+    from nerfkit.kernels import hashgrid_compiled
+
+    calls = []
+    monkeypatch.setattr(hashgrid_compiled, "hash_grid_encode_compiled",
+                        lambda *a, _f=hashgrid_compiled.hash_grid_encode_compiled: calls.append(a[0].shape) or _f(*a))
+    enc = tiny_encoder(TINY3, dtype=torch.float32)
+    enc.compile = True
+    x = torch.rand(2, 300, 3)  # (..., 3) batches are flattened
+    out = compiled_or_skip(lambda: enc(x))
+    assert calls == [(600, 3)] and out.shape == (2, 300, 8)
+    enc(x[:, :10])  # small: the reference
+    x.requires_grad_(True)
+    enc(x).sum().backward()  # positions need a gradient: the reference
+    assert calls == [(600, 3)] and x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_compiler_failure_warns_once_and_falls_back(monkeypatch):
+    from nerfkit.kernels import hashgrid_compiled
+
+    def broken(name):
+        def fn(*args):
+            raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
+        return fn
+
+    monkeypatch.setattr(hashgrid_compiled, "_compiled", broken)
+    monkeypatch.setitem(hashgrid_compiled._STATE, "failed", False)
+    enc = tiny_encoder(TINY3, dtype=torch.float32)
+    enc.compile = True
+    x = torch.rand(400, 3)
+    with pytest.warns(RuntimeWarning, match="compiled hash encoding is unavailable.*no C\\+\\+ compiler"):
+        out = enc(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        again = enc(x)
+    ref = hash_grid_encode(x, enc.embeddings, enc.offsets, enc.resolutions, enc.log2_hashmap_size)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(again, ref)
+    assert not hashgrid_compiled.compiled_encoding_available()
 
 
 # ---------------------------------------------------------------------------------------------------------- Triton
