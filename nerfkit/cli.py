@@ -11,7 +11,6 @@ from typing import Literal
 import torch
 
 from .data.scene import DataError
-from .eval.render import DEFAULT_CHUNK
 from .train.config import TrainConfig
 from .train.distributed import DistributedError
 
@@ -32,15 +31,15 @@ class EvalConfig:
     """Where to write images and results.json (default: RUN/eval-SPLIT)."""
     max_images: int | None = None
     """Evaluate only the first N images (default: all)."""
-    chunk: int = DEFAULT_CHUNK
-    """Rays rendered at once."""
+    chunk: int | None = None
+    """Rays rendered at once (default: the method's; 1024 for vanilla, 4096 for ngp)."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', ..."""
 
     def __post_init__(self) -> None:
         if self.max_images is not None and self.max_images < 1:
             raise ValueError(f"--max-images must be >= 1, got {self.max_images}")
-        if self.chunk < 1:
+        if self.chunk is not None and self.chunk < 1:
             raise ValueError(f"--chunk must be >= 1, got {self.chunk}")
 
 
@@ -66,14 +65,14 @@ class RenderConfig:
     """Orbit elevation in degrees (default: the test cameras' mean; orbit only)."""
     scale: float = 1.0
     """Resolution relative to the test images."""
-    chunk: int = DEFAULT_CHUNK
-    """Rays rendered at once."""
+    chunk: int | None = None
+    """Rays rendered at once (default: the method's; 1024 for vanilla, 4096 for ngp)."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', ..."""
 
     def __post_init__(self) -> None:
         for name, ok in {"frames": self.frames >= 1, "fps": self.fps >= 1, "scale": 0 < self.scale <= 8,
-                         "chunk": self.chunk >= 1}.items():
+                         "chunk": self.chunk is None or self.chunk >= 1}.items():
             if not ok:
                 raise ValueError(f"--{name} has an invalid value: {getattr(self, name)!r}")
 

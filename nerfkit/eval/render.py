@@ -27,13 +27,15 @@ BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 
 @torch.no_grad()
 def render_camera(model, cameras: Cameras, index: int, background: str,
-                  chunk: int = DEFAULT_CHUNK) -> dict[str, Tensor]:
-    """Renders camera ``index`` in chunks of rays.
+                  chunk: int | None = None) -> dict[str, Tensor]:
+    """Renders camera ``index`` in chunks of ``chunk`` rays (default: the model's ``render_chunk``, else
+    :data:`DEFAULT_CHUNK`).
 
     Returns:
         ``rgb (H, W, 3)``, ``depth (H, W)``, ``opacity (H, W)`` on the cameras' device.
     """
     model.eval()
+    chunk = chunk or getattr(model, "render_chunk", DEFAULT_CHUNK)
     origins, directions = cameras.image_rays(index)
     origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
     bkgd = torch.tensor(BACKGROUNDS[background], device=origins.device)
@@ -52,7 +54,7 @@ def depth_to_image(depth: Tensor, opacity: Tensor, near: float, far: float) -> n
     return (scaled.cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
-def evaluate_split(model, split: Split, background: str, chunk: int = DEFAULT_CHUNK,
+def evaluate_split(model, split: Split, background: str, chunk: int | None = None,
                    indices: list[int] | None = None, out_dir: Path | None = None,
                    near_far: tuple[float, float] | None = None) -> dict:
     """PSNR and SSIM (means over images) of ``model`` on ``split`` composited on ``background``.

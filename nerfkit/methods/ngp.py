@@ -70,6 +70,9 @@ class InstantNGP(nn.Module):
     default_lr = 1e-2
     default_lr_final = 3e-4
     adam_eps = 1e-15
+    render_chunk = 4096
+    """Rays per call when rendering images: marching in rounds costs per call, so larger chunks than the default
+    pay here (lego 200x200 on a 2-core CPU: 1.04 frames/s against 0.77 with 1024 rays)."""
 
     def __init__(self, cfg: NGPConfig, near: float, far: float, aabb: Tensor | None = None) -> None:
         super().__init__()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..data.config import DataConfig, default_cache_dir
-from ..eval.render import DEFAULT_CHUNK
 from ..methods import NGPConfig, VanillaConfig
 
 __all__ = ["DataConfig", "TrainConfig", "to_dict", "from_dict", "default_cache_dir", "method_config"]
@@ -61,8 +60,8 @@ class TrainConfig:
     """Also write a checkpoint every N seconds of training time (e.g. to evaluate quality against time)."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep."""
-    chunk: int = DEFAULT_CHUNK
-    """Rays rendered at once during evaluation."""
+    chunk: int | None = None
+    """Rays rendered at once during evaluation (default: the method's; 1024 for vanilla, 4096 for ngp)."""
     resume: bool = False
     """Continue from the latest checkpoint in the output folder."""
     progress: bool = True
@@ -92,7 +91,7 @@ class TrainConfig:
                   "lr-final": self.lr_final is None or self.lr_final > 0, "warmup-steps": self.warmup_steps >= 0,
                   "log-every": self.log_every >= 1, "eval-every": self.eval_every >= 0,
                   "eval-images": self.eval_images >= 0, "save-every": self.save_every >= 1,
-                  "keep-checkpoints": self.keep_checkpoints >= 1, "chunk": self.chunk >= 1,
+                  "keep-checkpoints": self.keep_checkpoints >= 1, "chunk": self.chunk is None or self.chunk >= 1,
                   "max-time": self.max_time is None or self.max_time > 0,
                   "save-every-seconds": self.save_every_seconds is None or self.save_every_seconds > 0,
                   "threads": self.threads is None or self.threads >= 1,
