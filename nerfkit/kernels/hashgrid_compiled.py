@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..encoders.hashgrid import _level_multipliers
+
 __all__ = ["hash_grid_encode_compiled", "compiled_encoding_available", "MIN_POINTS"]
 
 MIN_POINTS = 256
@@ -98,12 +100,9 @@ def _compiled(name: str):
 
 
 def _level_constants(offsets: Tensor, resolutions: Tensor, in_dim: int, log2_hashmap_size: int):
-    res = resolutions.to(torch.int64)
-    hashed = (res + 1) ** in_dim > 2 ** log2_hashmap_size
-    primes = (1, 2654435761, 805459861)
-    mult = torch.stack([torch.where(hashed, torch.full_like(res, primes[d]), (res + 1) ** d)
-                        for d in range(in_dim)], dim=-1)
-    return mult, hashed, offsets[:res.shape[0]].to(torch.int64)
+    """Per level: the multipliers ``(L, D)`` and ``hashed`` flags of the reference, and the first row ``(L,)``."""
+    mult, hashed = _level_multipliers(resolutions, in_dim, log2_hashmap_size)
+    return mult, hashed, offsets[:resolutions.shape[0]].to(torch.int64)
 
 
 class _CompiledHashEncode(torch.autograd.Function):

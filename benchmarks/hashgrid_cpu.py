@@ -1,0 +1,101 @@
+"""The hash encoding's CPU paths side by side: the torch reference against the fused loop torch.compile generates
+(``nerfkit.kernels.hashgrid_compiled``, what ``--method ngp`` uses off CUDA).
+
+Both run in the same process on the same points and table (the ngp field's CPU defaults unless told otherwise:
+8 levels, 2^17 rows per level, resolutions 16..512, 2 features), points drawn in the middle half of the cube as
+an object's surface samples would be. Timed: the forward pass without gradients (the occupancy grid's density
+queries, early stopping, rendering) and forward + backward into the table (training). Each figure is the median
+of ``--repeats`` calls after a warm-up call; the compiled path's first call (its compilation) is printed apart.
+Results are checked against each other (largest difference printed). Written, with the machine, to
+benchmarks/results/hashgrid_cpu.json.
+
+    python benchmarks/hashgrid_cpu.py [--points 100000] [--repeats 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info  # noqa: E402
+
+from nerfkit.encoders import HashGridEncoder  # noqa: E402
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+    """(first call's seconds, median seconds of ``repeats`` later calls)."""
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--levels", type=int, default=8)
+    parser.add_argument("--log2-hashmap-size", type=int, default=17)
+    parser.add_argument("--max-resolution", type=int, default=512)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "hashgrid_cpu.json")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    reference = HashGridEncoder(3, args.levels, 2, args.log2_hashmap_size, 16, args.max_resolution, init_scale=0.1)
+    compiled = HashGridEncoder(3, args.levels, 2, args.log2_hashmap_size, 16, args.max_resolution, compile=True)
+    compiled.load_state_dict(reference.state_dict())
+    x = torch.rand(args.points, 3) * 0.5 + 0.25
+    grad_out = torch.randn(args.points, reference.out_dim)
+
+    def forward(enc):
+        with torch.no_grad():
+            return enc(x)
+
+    def train_step(enc):
+        enc.embeddings.grad = None
+        enc(x).backward(grad_out)
+        return enc.embeddings.grad
+
+    rows = {}
+    for name, enc in (("reference", reference), ("compiled", compiled)):
+        first_fwd, fwd = timed(lambda: forward(enc), args.repeats)
+        first_step, step = timed(lambda: train_step(enc), args.repeats)
+        rows[name] = {"forward_ms": fwd * 1e3, "forward_backward_ms": step * 1e3,
+                      "first_forward_s": first_fwd, "first_forward_backward_s": first_step}
+    out_diff = float((forward(reference) - forward(compiled)).abs().max())
+    grad_diff = float((train_step(reference) - train_step(compiled)).abs().max())
+    for key in ("forward_ms", "forward_backward_ms"):
+        rows["speedup_" + key.removesuffix("_ms")] = rows["reference"][key] / rows["compiled"][key]
+
+    record = {"benchmark": "hash encoding on CPU: torch reference vs compiled loop", "points": args.points,
+              "levels": args.levels, "log2_hashmap_size": args.log2_hashmap_size,
+              "resolutions": reference.level_resolutions, "repeats": args.repeats, **rows,
+              "max_abs_difference": {"forward": out_diff, "table_gradient": grad_diff}, "machine": machine_info()}
+    print(f"{args.points:,} points, {args.levels} levels, 2^{args.log2_hashmap_size} rows, resolutions "
+          f"{reference.level_resolutions[0]}..{reference.level_resolutions[-1]}")
+    print(f"{'':12s}{'forward':>12s}{'fwd+bwd':>12s}")
+    for name in ("reference", "compiled"):
+        print(f"{name:12s}{rows[name]['forward_ms']:10.1f}ms{rows[name]['forward_backward_ms']:10.1f}ms")
+    print(f"{'speed-up':12s}{rows['speedup_forward']:11.2f}x{rows['speedup_forward_backward']:11.2f}x")
+    print(f"compiled path's first calls (compilation): forward {rows['compiled']['first_forward_s']:.1f} s, "
+          f"forward+backward {rows['compiled']['first_forward_backward_s']:.1f} s")
+    print(f"largest difference: output {out_diff:.1e}, table gradient {grad_diff:.1e}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(record, indent=2))
+    print(f"machine: {record['machine']['cpu']}; wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
