@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..encoders import HashGridEncoder, SHEncoder
+from .outputs import at_least_float32
 
 __all__ = ["NGPFieldConfig", "NGPField", "trunc_exp", "contract"]
 
@@ -36,12 +37,7 @@ class _TruncExp(torch.autograd.Function):
 def trunc_exp(x: Tensor) -> Tensor:
     """``exp(x)`` with a gradient truncated at ``x = 15`` (Instant-NGP's density activation), computed in at
     least float32 (its backward runs outside autocast, where ``exp(15)`` would overflow fp16)."""
-    return _TruncExp.apply(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
-
-
-def _at_least_float32(x: Tensor) -> Tensor:
-    """``x`` in float32 if it is in a lower precision (as under autocast), else unchanged."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    return _TruncExp.apply(at_least_float32(x))
 
 
 def contract(x: Tensor) -> Tensor:
@@ -153,7 +149,7 @@ class NGPField(nn.Module):
         x, inside = self.normalize(positions)
         h = self.density_mlp(self.encoder(x.reshape(-1, 3))).reshape(*x.shape[:-1], -1)
         # float32 before the exponential: under fp16 autocast exp would overflow past 11 (65504)
-        sigma = trunc_exp(_at_least_float32(h[..., 0]) + self.cfg.density_bias) * inside
+        sigma = trunc_exp(at_least_float32(h[..., 0]) + self.cfg.density_bias) * inside
         return sigma, h[..., 1:]
 
     def query_density(self, positions: Tensor) -> Tensor:
@@ -163,7 +159,7 @@ class NGPField(nn.Module):
     def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
         sigma, features = self._density_and_features(positions)
         d = self.dir_encoder(directions)
-        rgb = torch.sigmoid(_at_least_float32(self.color_mlp(torch.cat([d.to(features.dtype), features], dim=-1))))
+        rgb = torch.sigmoid(at_least_float32(self.color_mlp(torch.cat([d.to(features.dtype), features], dim=-1))))
         return rgb, sigma
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

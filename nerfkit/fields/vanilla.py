@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..encoders import FrequencyEncoder
+from .outputs import at_least_float32
 
 __all__ = ["VanillaFieldConfig", "VanillaNeRFField"]
 
@@ -81,7 +82,7 @@ class VanillaNeRFField(nn.Module):
         return h
 
     def _density(self, h: Tensor) -> Tensor:
-        raw = _at_least_float32(self.density_head(h).squeeze(-1))  # autocast: rendering wants float32 densities
+        raw = at_least_float32(self.density_head(h).squeeze(-1))  # autocast: rendering wants float32 densities
         return F.softplus(raw - 1.0) if self.cfg.density_activation == "softplus" else F.relu(raw)
 
     def query_density(self, positions: Tensor) -> Tensor:
@@ -94,10 +95,5 @@ class VanillaNeRFField(nn.Module):
         features = self.feature(h)
         if self.dir_enc is not None:
             features = torch.cat([features, self.dir_enc(directions)], dim=-1)
-        rgb = torch.sigmoid(_at_least_float32(self.color_out(F.relu(self.color_hidden(features)))))
+        rgb = torch.sigmoid(at_least_float32(self.color_out(F.relu(self.color_hidden(features)))))
         return rgb, sigma
-
-
-def _at_least_float32(x: Tensor) -> Tensor:
-    """``x`` in float32 if it is in a lower precision (as under autocast), else unchanged."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
