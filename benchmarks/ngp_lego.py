@@ -53,12 +53,15 @@ def main() -> None:
     parser.add_argument("--max-resolution", type=int, default=None, help="default: the method's for the device")
     parser.add_argument("--hidden-dim", type=int, default=None, help="MLP width (default: the method's)")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="keep the run (checkpoints, metrics) here, e.g. for benchmarks/ngp_paths_cpu.py "
+                             "(default: a temporary folder, removed at the end)")
     args = parser.parse_args()
     if not (args.data / "transforms_train.json").is_file():
         sys.exit(f"lego not found at {args.data} (pass --data)")
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp)
+        run = args.run_dir or Path(tmp)
         cfg = TrainConfig(output=run, data=DataConfig(path=args.data, downscale=args.downscale, background="random"),
                           method="ngp", steps=10**7, max_time=args.minutes * 60, eval_every=0, eval_images=0,
                           save_every=10**7, save_every_seconds=args.save_every, keep_checkpoints=10**4,
