@@ -42,7 +42,7 @@ from torch.autograd.function import once_differentiable
 
 from ..kernels import use_triton
 
-__all__ = ["HashGridEncoder", "hash_grid_encode", "hash_grid_corners", "level_resolutions", "HASH_PRIMES"]
+__all__ = ["HashGridEncoder", "hash_grid_encode", "hash_grid_corners", "level_cells", "level_resolutions", "HASH_PRIMES"]
 
 HASH_PRIMES = (1, 2654435761, 805459861)  # per dimension (x, y, z), as in Instant-NGP
 
@@ -77,6 +77,19 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def level_cells(x: Tensor, resolutions: Tensor) -> tuple[Tensor, Tensor]:
+    """Each point's cell at every level and its position inside it.
+
+    ``x (n_points, D)`` in ``[0, 1]`` (clamped), ``resolutions (L,)`` -> ``cell (n_points, L, D)`` int64 (the
+    lower corner; ``x = 1`` lies in the last cell) and ``frac (n_points, L, D)`` in ``[0, 1]``, in ``x``'s dtype
+    (at least float32), differentiable w.r.t. ``x``.
+    """
+    res_f = resolutions.to(_compute_dtype(x))
+    pos = x.to(res_f.dtype).clamp(0.0, 1.0)[:, None, :] * res_f[:, None]  # (n, L, D)
+    i0 = torch.minimum(pos.floor(), (res_f - 1.0)[:, None])  # x = 1 lies in the last cell
+    return i0.long(), pos - i0
+
+
 def hash_grid_corners(x: Tensor, offsets: Tensor, resolutions: Tensor, log2_hashmap_size: int,
                       n_dense: int | None = None) -> tuple[Tensor, Tensor]:
     """Table rows and interpolation weights of each point's ``2^D`` cell corners at every level.
@@ -101,11 +114,7 @@ def hash_grid_corners(x: Tensor, offsets: Tensor, resolutions: Tensor, log2_hash
     mult, hashed = _level_multipliers(resolutions, in_dim, log2_hashmap_size)
     if n_dense is None:  # resolutions grow, so levels [0, n_dense) are the dense ones
         n_dense = n_levels - int(hashed.sum())
-    res_f = resolutions.to(_compute_dtype(x))
-    pos = x.to(res_f.dtype).clamp(0.0, 1.0)[:, None, :] * res_f[:, None]  # (n, L, D)
-    i0 = torch.minimum(pos.floor(), (res_f - 1.0)[:, None])  # x = 1 lies in the last cell
-    frac = pos - i0
-    cell = i0.long()
+    cell, frac = level_cells(x, resolutions)
     w_dim = torch.stack([1.0 - frac, frac], dim=-1)  # (n, L, D, 2)
     weights = w_dim[:, :, 0]
     for d in range(1, in_dim):  # outer products; the lowest dimension varies fastest

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..encoders.hashgrid import _level_multipliers
+from ..encoders.hashgrid import _level_multipliers, level_cells
 
 __all__ = ["hash_grid_encode_compiled", "compiled_encoding_available", "MIN_POINTS"]
 
@@ -39,14 +39,6 @@ MIN_POINTS = 256
 """Smaller batches take the reference path (sizes 0 and 1 would make the compiler specialise again)."""
 
 _STATE = {"failed": False}
-
-
-def _cell(x: Tensor, resolutions: Tensor) -> tuple[Tensor, Tensor]:
-    """``x (n, D)`` -> each level's cell ``(n, L, D)`` int64 and the position inside it ``(n, L, D)``."""
-    res = resolutions.to(x.dtype)
-    pos = x.clamp(0.0, 1.0)[:, None, :] * res[:, None]
-    i0 = torch.minimum(pos.floor(), (res - 1.0)[:, None])  # x = 1 lies in the last cell
-    return i0.long(), pos - i0
 
 
 def _corner(cell: Tensor, frac: Tensor, corner: int, mult: Tensor, hashed: Tensor, offsets: Tensor,
@@ -66,7 +58,7 @@ def _corner(cell: Tensor, frac: Tensor, corner: int, mult: Tensor, hashed: Tenso
 
 def _forward(x: Tensor, table: Tensor, resolutions: Tensor, mult: Tensor, hashed: Tensor, offsets: Tensor,
              mask: int) -> Tensor:
-    cell, frac = _cell(x, resolutions)
+    cell, frac = level_cells(x, resolutions)
     n_feat = table.shape[-1]
     out = [None] * n_feat
     for c in range(2 ** x.shape[-1]):
@@ -81,7 +73,7 @@ def _forward(x: Tensor, table: Tensor, resolutions: Tensor, mult: Tensor, hashed
 def _backward_terms(x: Tensor, grad: Tensor, resolutions: Tensor, mult: Tensor, hashed: Tensor, offsets: Tensor,
                     mask: int) -> tuple[Tensor, Tensor]:
     """Rows ``(n, L, 2^D)`` and each feature's contributions ``(F, n, L, 2^D)`` to the table's gradient."""
-    cell, frac = _cell(x, resolutions)
+    cell, frac = level_cells(x, resolutions)
     grad = grad.view(grad.shape[0], resolutions.shape[0], -1)  # (n, L, F)
     rows, contrib = [], []
     for c in range(2 ** x.shape[-1]):
