@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info  # noqa: E402
 
 from nerfkit.encoders import HashGridEncoder  # noqa: E402
+from nerfkit.train.host_memory import reuse_freed_memory  # noqa: E402
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "hashgrid_cpu.json")
     args = parser.parse_args()
 
+    reuse_freed_memory()  # as training does (nerfkit.train.host_memory)
     torch.manual_seed(0)
     reference = HashGridEncoder(3, args.levels, 2, args.log2_hashmap_size, 16, args.max_resolution, init_scale=0.1)
     compiled = HashGridEncoder(3, args.levels, 2, args.log2_hashmap_size, 16, args.max_resolution, compile=True)
@@ -82,7 +84,7 @@ def main() -> None:
     record = {"benchmark": "hash encoding on CPU: torch reference vs compiled loop", "points": args.points,
               "levels": args.levels, "log2_hashmap_size": args.log2_hashmap_size,
               "resolutions": reference.level_resolutions, "repeats": args.repeats, **rows,
-              "max_abs_difference": {"forward": out_diff, "table_gradient": grad_diff}, "machine": machine_info()}
+              "max_abs_difference": {"forward": out_diff, "table_gradient": grad_diff}, "reuse_freed_memory": reuse_freed_memory(), "machine": machine_info()}
     print(f"{args.points:,} points, {args.levels} levels, 2^{args.log2_hashmap_size} rows, resolutions "
           f"{reference.level_resolutions[0]}..{reference.level_resolutions[-1]}")
     print(f"{'':12s}{'forward':>12s}{'fwd+bwd':>12s}")

@@ -82,6 +82,7 @@ def load_run(run: Path, checkpoint: Path | None, device_name: str):
     from .data import load_scene
     from .train.checkpoint import latest_checkpoint, load_checkpoint
     from .train.config import from_dict
+    from .train.host_memory import reuse_freed_memory
     from .train.trainer import build_model, resolve_device
 
     if not run.is_dir():
@@ -97,6 +98,8 @@ def load_run(run: Path, checkpoint: Path | None, device_name: str):
             raise DataError(f"no checkpoint in {run / 'checkpoints'}")
         checkpoint, state = found
     cfg = from_dict(TrainConfig, state["config"])
+    if cfg.reuse_host_memory:  # rendering allocates as training does
+        reuse_freed_memory()
     scene = load_scene(cfg.data)
     model = build_model(cfg, scene).to(device)
     model.load_state_dict(state["model"])

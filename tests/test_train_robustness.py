@@ -145,3 +145,17 @@ def test_resume_falls_back_past_a_corrupt_newest_checkpoint(tmp_path, tiny_scene
     with pytest.warns(UserWarning, match="step-00000010.pt is unreadable or corrupt"):
         assert train(resumed).step == 12
     assert "at step 5" in capsys.readouterr().out
+
+
+def test_reuse_freed_memory_takes_effect_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
+    import platform
+
+    from nerfkit.train import host_memory
+
+    monkeypatch.setattr(host_memory, "_DONE", {})
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert host_memory.reuse_freed_memory() is glibc
+    assert host_memory.reuse_freed_memory() is glibc  # idempotent: the first answer is kept
+    monkeypatch.setattr(host_memory, "_DONE", {})
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    assert host_memory.reuse_freed_memory() is False

@@ -6,16 +6,17 @@ and then gathers; here the corners are unrolled (``2^D`` of them) and the levels
 emits a single loop over ``(point, level)`` that computes each corner's row and weight in registers and reads the
 table directly. No ``(n_points, L, 2^D)`` tensor exists in the forward pass.
 
-The backward pass (gradient into the table only) runs one fused loop for the rows and the per-feature
-contributions, then accumulates each feature's column with a one-dimensional ``index_add_`` (the columns on
-parallel threads): on CPU ~3x faster than accumulating ``(rows, F)`` slices, and faster than inductor's atomic
-scatter, but no faster than the reference's backward (both materialise ``(n_points, L, 2^D)`` rows).
+The backward pass (gradient into the table only) runs one fused loop that writes, level-major, each corner's
+feature position ``row * F + f`` within its level (int32) and its contribution; then one ``bincount`` per level
+adds them into that level's ``(rows, F)`` block, the levels on parallel threads. A level's block (1 MiB for 2^17
+rows of 2 float32 features) stays in the caches while its terms stream through, which the ``index_add_`` of a
+whole table column did not: forward + backward of 67k points (a lego training batch) took 105-120 ms against
+132-172 ms that way on the 2-core test machine (2026-11-30, interleaved runs; ``benchmarks/hashgrid_cpu.py`` and
+``benchmarks/ngp_paths_cpu.py`` give the recorded figures).
 
-Figures (``benchmarks/hashgrid_cpu.py``; AMD EPYC, 2 threads, torch 2.13, 8 levels, 2^17 rows per level, 10^5
-points): forward 17 ms against 152 ms for the reference; forward + backward 257 ms against 227 ms. The gain is in
-the gradient-free encodings (density queries for early stopping and the occupancy grid, rendering): ngp trains
-1.5x faster with this path. Compilation takes ~20 s + ~10 s the first time, a few seconds once inductor's disk
-cache holds it; the point count is a dynamic dimension, so a new batch size does not recompile.
+Compilation takes ~20 s + ~10 s the first time, a few seconds once inductor's disk cache holds it; the point
+count is a dynamic dimension, so a new batch size does not recompile. The gain is largest in the gradient-free
+encodings (density queries for early stopping and the occupancy grid, rendering).
 
 Gradients w.r.t. the positions are not computed (Instant-NGP's training never needs them): the encoder takes the
 reference path when the positions require a gradient.
@@ -49,7 +50,7 @@ def _corner(cell: Tensor, frac: Tensor, corner: int, mult: Tensor, hashed: Tenso
     for d in range(cell.shape[-1]):
         bit = (corner >> d) & 1
         w = frac[..., d] if bit else 1.0 - frac[..., d]
-        term = (cell[..., d] + bit) * mult[:, d]
+        term = (cell[..., d] + bit) * mult[..., d]
         weight = w if weight is None else weight * w
         dense = term if dense is None else dense + term
         xor = term if xor is None else xor ^ term
@@ -70,17 +71,24 @@ def _forward(x: Tensor, table: Tensor, resolutions: Tensor, mult: Tensor, hashed
     return torch.stack(out, dim=-1).flatten(1)  # (n, L, F) -> (n, L * F), level-major
 
 
-def _backward_terms(x: Tensor, grad: Tensor, resolutions: Tensor, mult: Tensor, hashed: Tensor, offsets: Tensor,
-                    mask: int) -> tuple[Tensor, Tensor]:
-    """Rows ``(n, L, 2^D)`` and each feature's contributions ``(F, n, L, 2^D)`` to the table's gradient."""
+def _backward_terms(x: Tensor, grad: Tensor, resolutions: Tensor, mult: Tensor, hashed: Tensor, mask: int,
+                    index_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Level-major scatter terms of the table's gradient: ``index (L, 2^D * F, n)``, the position ``row * F + f``
+    inside the level's own ``(rows, F)`` block of every corner's feature, and ``contrib (L, 2^D * F, n)``, what it
+    adds there (the corner's weight times the output's gradient)."""
     cell, frac = level_cells(x, resolutions)
-    grad = grad.view(grad.shape[0], resolutions.shape[0], -1)  # (n, L, F)
-    rows, contrib = [], []
+    cell, frac = cell.transpose(0, 1), frac.transpose(0, 1)  # (L, n, D): each level's terms contiguous
+    grad = grad.view(grad.shape[0], resolutions.shape[0], -1).permute(1, 2, 0)  # (L, F, n)
+    n_feat = grad.shape[1]
+    no_offset = torch.zeros_like(resolutions)[:, None]  # rows within the level
+    index, contrib = [], []
     for c in range(2 ** x.shape[-1]):
-        r, w = _corner(cell, frac, c, mult, hashed, offsets, mask)
-        rows.append(r)
-        contrib.append(w.to(grad.dtype)[None] * grad.permute(2, 0, 1))
-    return torch.stack(rows, dim=-1), torch.stack(contrib, dim=-1)
+        rows, w = _corner(cell, frac, c, mult[:, None], hashed[:, None], no_offset, mask)  # (L, n)
+        w = w.to(grad.dtype)
+        for f in range(n_feat):
+            index.append((rows * n_feat + f).to(index_dtype))
+            contrib.append(w * grad[:, f])
+    return torch.stack(index, dim=1), torch.stack(contrib, dim=1)
 
 
 _COMPILED: dict[str, object] = {}
@@ -105,41 +113,45 @@ class _CompiledHashEncode(torch.autograd.Function):
                 ) -> Tensor:
         mult, hashed, offs = _level_constants(offsets, resolutions, x.shape[-1], log2_hashmap_size)
         mask = 2 ** log2_hashmap_size - 1
-        ctx.save_for_backward(x, resolutions, mult, hashed, offs)
-        ctx.mask, ctx.n_rows = mask, table.shape[0]
+        ctx.save_for_backward(x, resolutions, mult, hashed)
+        ctx.mask, ctx.table_dtype, ctx.offsets = mask, table.dtype, offsets
         return _compiled("forward")(x, table, resolutions, mult, hashed, offs, mask)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        x, resolutions, mult, hashed, offs = ctx.saved_tensors
+        x, resolutions, mult, hashed = ctx.saved_tensors
         grad_table = None
         if ctx.needs_input_grad[1]:
             grad = grad.contiguous()
+            n_feat = grad.shape[-1] // resolutions.shape[0]
+            sizes = (ctx.offsets[1:resolutions.shape[0] + 1] - ctx.offsets[:resolutions.shape[0]]).tolist()
+            index_dtype = torch.int32 if max(sizes) * n_feat < 2 ** 31 else torch.int64
+            args = (x, grad, resolutions, mult, hashed, ctx.mask, index_dtype)
             try:
-                rows, contrib = _compiled("backward")(x, grad, resolutions, mult, hashed, offs, ctx.mask)
+                index, contrib = _compiled("backward")(*args)
             except torch._dynamo.exc.TorchDynamoException as err:  # inductor builds the backward lazily
                 _give_up(err)
-                rows, contrib = _backward_terms(x, grad, resolutions, mult, hashed, offs, ctx.mask)
-            grad_table = _accumulate_columns(rows.reshape(-1), contrib.flatten(1), ctx.n_rows)
+                index, contrib = _backward_terms(*args)
+            grad_table = _accumulate_levels(index, contrib, sizes, n_feat).to(ctx.table_dtype)
         return None, grad_table, None, None, None
 
 
-def _accumulate_columns(rows: Tensor, contrib: Tensor, n_rows: int) -> Tensor:
-    """``(n_rows, F)`` table gradient from flat ``rows (M,)`` and ``contrib (F, M)``: one 1-D ``index_add_`` per
-    feature column (ATen runs each on one thread), the columns on parallel threads when torch has several."""
-    grad = contrib.new_zeros(n_rows, contrib.shape[0])  # the table's layout, so autograd keeps it as it is
+def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat: int) -> Tensor:
+    """The ``(sum(sizes), F)`` table gradient from the level-major terms of :func:`_backward_terms`: one
+    ``bincount`` per level into that level's ``(rows, F)`` block (a serial loop over an array that fits the
+    caches: on CPU ~4x faster than ``index_add_`` over the whole table), the levels on parallel threads (ATen
+    releases the GIL inside ``bincount``)."""
 
-    def add(f: int) -> None:
-        grad[:, f].index_add_(0, rows, contrib[f])
+    def level(lvl: int) -> Tensor:
+        return torch.bincount(index[lvl].reshape(-1), contrib[lvl].reshape(-1), minlength=sizes[lvl] * n_feat)
 
-    workers = min(contrib.shape[0], torch.get_num_threads())
+    workers = min(len(sizes), torch.get_num_threads())
     if workers > 1:
-        list(_pool(workers).map(add, range(contrib.shape[0])))  # ATen releases the GIL inside index_add_
+        parts = list(_pool(workers).map(level, range(len(sizes))))
     else:
-        for f in range(contrib.shape[0]):
-            add(f)
-    return grad
+        parts = [level(lvl) for lvl in range(len(sizes))]
+    return torch.cat(parts).view(-1, n_feat)
 
 
 @lru_cache(maxsize=None)

@@ -48,6 +48,9 @@ class TrainConfig:
     """'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."""
     threads: int | None = None
     """CPU threads for torch (default: torch's choice)."""
+    reuse_host_memory: bool = True
+    """Keep freed host memory for reuse (glibc's allocator; nothing elsewhere): the step's large temporaries then
+    skip the page faults of fresh memory, ~10-15% faster CPU training; resident memory stays at its peak."""
     log_every: int = 25
     """Steps between metrics-log lines."""
     eval_every: int = 500

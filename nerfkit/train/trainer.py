@@ -35,6 +35,7 @@ from .checkpoint import latest_checkpoint, rng_state, save_checkpoint, set_rng_s
 from .compile import compile_fields
 from .config import TrainConfig, method_config, to_dict
 from .distributed import World, init_world
+from .host_memory import reuse_freed_memory
 from .precision import autocast, check_precision, grad_scaler
 
 __all__ = ["train", "build_model", "resolve_device", "learning_rate", "background_colors", "MetricsLog"]
@@ -168,6 +169,8 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         cfg = dataclasses.replace(cfg, **{cfg.method: method_config(cfg).resolved(device)})
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    if cfg.reuse_host_memory:
+        reuse_freed_memory()
     if not world.is_main:
         world.barrier()  # (DDP) rank 0 writes any cached scene files first
     scene = load_scene(cfg.data)
