@@ -291,8 +291,10 @@ def test_bad_arguments_name_themselves():
         traverse_grids(torch.zeros(1, 3), torch.ones(1, 3), est.binaries, est.aabbs, step_size=0.0)
 
 
-@pytest.mark.parametrize("levels", [1, 3])
-def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels):
+@pytest.mark.parametrize("levels, compiled", [(1, False), (3, False), (3, True)])
+def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels, compiled):
+    """The block march (torch reference, and the fused loops of nerfkit.kernels.grid_compiled) keeps exactly the
+    steps of the step-by-step march, with the same values."""
     from nerfkit.sampling.grid import grid_occupancy_at
 
     g = torch.Generator().manual_seed(7 + levels)
@@ -303,7 +305,13 @@ def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels):
     rays_o, rays_d = random_rays(500, g, dtype=torch.float32)
     rays_d = rays_d * (0.5 + torch.rand(500, 1, generator=g))  # non-unit directions too
     near = torch.rand(500, generator=g)
-    intervals, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, near_planes=near, step_size=0.01)
+    intervals, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, near_planes=near, step_size=0.01,
+                                           compiled=compiled)
+    if compiled:
+        from nerfkit.kernels import grid_compiled
+
+        if not grid_compiled.available():
+            pytest.skip("torch.compile cannot build C++ here (it warned); the reference path is tested above")
     # the full march, step by step
     t_mins, t_maxs, hits = nerfkit_ray_aabb(rays_o, rays_d, aabbs)
     t_start = torch.where(hits, t_mins, torch.full_like(t_mins, math.inf)).amin(-1).maximum(near)
@@ -316,6 +324,33 @@ def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels):
     assert torch.equal(samples.ray_indices, r[keep])
     assert torch.equal(intervals.vals[intervals.is_left], t0[keep])
     assert torch.equal(intervals.vals[intervals.is_right], t1[keep])
+
+
+def test_compiled_march_falls_back_to_the_reference_with_one_warning(monkeypatch):
+    import warnings
+
+    from nerfkit.kernels import compiled, grid_compiled
+
+    def broken(fn, **kwargs):
+        def call(*args):
+            raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(grid_compiled, "_PASS", compiled.CompiledLoop(grid_compiled._block_pass, "the compiled grid march"))
+    g = torch.Generator().manual_seed(3)
+    binaries = torch.rand(1, 16, 16, 16, generator=g) > 0.9
+    aabbs = torch.tensor([[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]])
+    rays_o, rays_d = random_rays(200, g, dtype=torch.float32)
+    with pytest.warns(RuntimeWarning, match="compiled grid march is unavailable.*no C\\+\\+ compiler"):
+        _, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, step_size=0.01, compiled=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        _, again, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, step_size=0.01, compiled=True)
+    _, reference, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, step_size=0.01)
+    assert samples.ray_indices.numel() > 0 and not grid_compiled.available()
+    assert torch.equal(samples.ray_indices, reference.ray_indices) and torch.equal(samples.vals, reference.vals)
+    assert torch.equal(again.vals, reference.vals)
 
 
 def nerfkit_ray_aabb(rays_o, rays_d, aabbs):

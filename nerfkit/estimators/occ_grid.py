@@ -27,6 +27,8 @@ class OccGridEstimator(nn.Module):
         resolution: cells per axis (an int, or one per axis).
         levels: number of nested levels; level ``l`` covers the region scaled by ``2 ** l`` about its centre
             (for unbounded scenes).
+        compiled_march: off CUDA, march with the fused loops of :mod:`nerfkit.kernels.grid_compiled` (see
+            :func:`nerfkit.sampling.traverse_grids`'s ``compiled``); a nerfkit addition to nerfacc's arguments.
 
     Buffers (saved and restored with the model's ``state_dict``): ``aabbs (levels, 6)``,
     ``occs (levels * cells,)`` EMA opacity per cell (``-1`` marks cells no camera sees),
@@ -34,8 +36,9 @@ class OccGridEstimator(nn.Module):
     """
 
     def __init__(self, roi_aabb: Sequence[float] | Tensor, resolution: int | Sequence[int] = 128,
-                 levels: int = 1) -> None:
+                 levels: int = 1, compiled_march: bool = False) -> None:
         super().__init__()
+        self.compiled_march = compiled_march
         roi = torch.as_tensor(roi_aabb, dtype=torch.float32).flatten()
         if roi.shape != (6,) or not torch.isfinite(roi).all() or not (roi[3:] > roi[:3]).all():
             raise ValueError(f"roi_aabb must be 6 finite numbers [xmin, ymin, zmin, xmax, ymax, zmax] with "
@@ -112,7 +115,7 @@ class OccGridEstimator(nn.Module):
             near = near + torch.rand(near.shape, device=near.device, dtype=near.dtype,
                                      generator=generator) * render_step_size
         intervals, samples, _ = traverse_grids(rays_o, rays_d, self.binaries, self.aabbs, near, far,
-                                               render_step_size, cone_angle)
+                                               render_step_size, cone_angle, compiled=self.compiled_march)
         t_starts, t_ends = intervals.vals[intervals.is_left], intervals.vals[intervals.is_right]
         ray_indices, packed_info = samples.ray_indices, samples.packed_info
         if (sigma_fn is not None or alpha_fn is not None) and ray_indices.numel() > 0:

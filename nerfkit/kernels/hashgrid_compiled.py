@@ -24,7 +24,6 @@ reference path when the positions require a gradient.
 
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -33,6 +32,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..encoders.hashgrid import _level_multipliers, level_cells
+from .compiled import warn_unavailable
 
 __all__ = ["hash_grid_encode_compiled", "compiled_encoding_available", "MIN_POINTS"]
 
@@ -162,10 +162,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 def _give_up(err: Exception) -> None:
     """Turns the compiled path off for this process, with one warning naming the compiler's failure."""
     if not _STATE["failed"]:
-        cause = getattr(err, "inner_exception", None) or err.__cause__ or err
-        text = str(cause).strip().splitlines()
-        warnings.warn(f"the compiled hash encoding is unavailable ({type(cause).__name__}"
-                      f"{': ' + text[0] if text else ''}); using the torch reference", RuntimeWarning, stacklevel=3)
+        warn_unavailable("the compiled hash encoding", err, stacklevel=4)
     _STATE["failed"] = True
 
 

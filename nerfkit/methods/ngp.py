@@ -23,7 +23,8 @@ __all__ = ["NGPConfig", "InstantNGP"]
 
 
 def _ngp_occgrid() -> OccGridConfig:
-    return OccGridConfig(resolution=None, steps_per_diagonal=None, alpha_thre=0.0, warmup_steps=256)
+    return OccGridConfig(resolution=None, steps_per_diagonal=None, alpha_thre=0.0, warmup_steps=256,
+                         compile_march=True)
 
 
 @dataclass
