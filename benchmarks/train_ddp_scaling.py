@@ -40,7 +40,7 @@ def run(n: int, args) -> dict:
                str(args.log_every), "--no-progress"]
     if args.method == "ngp":
         target = train_config(["--method", "ngp", *args.extra]).ngp.target_samples or args.target_samples or \
-            (1 << 18 if args.device.startswith("cuda") else 1 << 16)
+            (1 << 18 if args.device.startswith("cuda") else 1 << 14)
         options += ["--ngp.target-samples", str(target // n)]
     if args.device.startswith("cpu"):
         options += ["--threads", str(max(1, (os.cpu_count() or 1) // n))]
@@ -68,7 +68,7 @@ def main() -> None:
                         help="global rays per step (default: 8192 on CUDA, 2048 on CPU)")
     parser.add_argument("--target-samples", type=int, default=None,
                         help="ngp: global samples per step, when --ngp.target-samples is not given after -- "
-                        "(default: the method's, 2^18 on CUDA, 2^16 on CPU)")
+                        "(default: the method's, 2^18 on CUDA, 2^14 on CPU)")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=100, help="steps left out of the throughput")
     parser.add_argument("--log-every", type=int, default=25)

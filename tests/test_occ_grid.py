@@ -292,10 +292,16 @@ def test_bad_arguments_name_themselves():
 
 
 @pytest.mark.parametrize("levels, compiled", [(1, False), (3, False), (3, True)])
-def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels, compiled):
+def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels, compiled, monkeypatch):
     """The block march (torch reference, and the fused loops of nerfkit.kernels.grid_compiled) keeps exactly the
     steps of the step-by-step march, with the same values."""
+    from nerfkit.kernels import grid_compiled
     from nerfkit.sampling.grid import grid_occupancy_at
+
+    calls = []
+    for name in ("block_pass", "block_steps"):
+        monkeypatch.setattr(grid_compiled, name, lambda *a, _f=getattr(grid_compiled, name), _n=name:
+                            calls.append((_n, a[0].shape[0])) or _f(*a))
 
     g = torch.Generator().manual_seed(7 + levels)
     binaries = torch.rand(levels, 16, 16, 16, generator=g) > 0.97  # sparse: most blocks are skipped
@@ -308,10 +314,13 @@ def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels, compil
     intervals, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, near_planes=near, step_size=0.01,
                                            compiled=compiled)
     if compiled:
-        from nerfkit.kernels import grid_compiled
-
         if not grid_compiled.available():
             pytest.skip("torch.compile cannot build C++ here (it warned); the reference path is tested above")
+        # both loops ran, on more blocks than the reference threshold
+        assert [n for n, _ in calls] == ["block_pass", "block_steps"], calls
+        assert min(size for _, size in calls) >= grid_compiled.MIN_BLOCKS
+    else:
+        assert calls == []
     # the full march, step by step
     t_mins, t_maxs, hits = nerfkit_ray_aabb(rays_o, rays_d, aabbs)
     t_start = torch.where(hits, t_mins, torch.full_like(t_mins, math.inf)).amin(-1).maximum(near)
@@ -341,7 +350,7 @@ def test_compiled_march_falls_back_to_the_reference_with_one_warning(monkeypatch
     g = torch.Generator().manual_seed(3)
     binaries = torch.rand(1, 16, 16, 16, generator=g) > 0.9
     aabbs = torch.tensor([[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]])
-    rays_o, rays_d = random_rays(200, g, dtype=torch.float32)
+    rays_o, rays_d = random_rays(2000, g, dtype=torch.float32)  # blocks enough for the compiled loops
     with pytest.warns(RuntimeWarning, match="compiled grid march is unavailable.*no C\\+\\+ compiler"):
         _, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, step_size=0.01, compiled=True)
     with warnings.catch_warnings():

@@ -27,7 +27,7 @@ sums/XORs/products), then one ``torch.nn.functional.embedding_bag(mode="sum", pe
 blends them. Its backward is written out (one 1-D ``index_add_`` per feature column into the table, and the weights'
 gradient for ``x``): on CPU (2 threads) per-column accumulation is ~3x faster than accumulating ``(rows, F)``
 slices (76 ms against 226 ms for 10^5 points, 8 levels). ``HashGridEncoder(compile=True)`` takes the fused loop
-of :mod:`nerfkit.kernels.hashgrid_compiled` instead for gradient-free batches (forward ~9x faster on CPU; see
+of :mod:`nerfkit.kernels.hashgrid_compiled` instead for gradient-free batches (forward 5-9x faster on CPU; see
 ``benchmarks/hashgrid_cpu.py``). Differentiable (first order) w.r.t. the table and the positions.
 """
 
@@ -199,7 +199,7 @@ class HashGridEncoder(nn.Module):
         per_level_scale: growth factor ``b`` between levels; overrides ``max_resolution``.
         init_scale: the table starts uniform in ``[-init_scale, init_scale]``.
         compile: off CUDA, encode with the fused loop that ``torch.compile`` generates
-            (:mod:`nerfkit.kernels.hashgrid_compiled`; forward ~9x faster on CPU, after ~20 s of compilation once per
+            (:mod:`nerfkit.kernels.hashgrid_compiled`; forward 5-9x faster on CPU, after ~20 s of compilation once per
             process, less when inductor's disk cache has it) wherever the positions need no gradient; the
             reference where they do, or where the compiler is unavailable (with one warning).
 

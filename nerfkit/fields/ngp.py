@@ -74,7 +74,7 @@ class NGPFieldConfig:
     """Degree of the spherical-harmonics direction encoding (degree^2 features)."""
     compile_encoder: bool = True
     """Off CUDA, encode positions with the fused loop torch.compile generates (nerfkit.kernels.hashgrid_compiled;
-    on lego 200x200 with a 2-core CPU: training 1.5x and rendering 1.7x faster than with the torch reference,
+    on lego 200x200 with a 2-core CPU: training 1.6x and rendering 1.6x faster than with the torch reference,
     after ~20 s of compilation once per process; without a working compiler it warns once and uses the
     reference). CUDA uses the fused Triton kernel either way."""
     unbounded: bool = False

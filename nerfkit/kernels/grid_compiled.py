@@ -24,7 +24,10 @@ from torch import Tensor
 from ..sampling.grid import grid_occupancy_at
 from .compiled import CompiledLoop
 
-__all__ = ["block_pass", "block_steps", "available"]
+__all__ = ["block_pass", "block_steps", "available", "MIN_BLOCKS"]
+
+MIN_BLOCKS = 256
+"""Callers take the reference for fewer blocks (sizes 0 and 1 would make the compiler specialise again)."""
 
 
 def _block_pass(block_ray: Tensor, block_start: Tensor, counts: Tensor, first_t: Tensor, rays_o: Tensor,

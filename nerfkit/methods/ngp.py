@@ -38,7 +38,9 @@ class NGPConfig:
     Instant-NGP; on a CPU 64^3 and diagonal / 512, which halve the cost of grid updates and samples)."""
     target_samples: int | None = None
     """Samples rendered per training step: the number of rays per step adapts to keep near this (default:
-    2^18 on a GPU, as Instant-NGP, and 2^16 on a CPU)."""
+    2^18 on a GPU, as Instant-NGP, and 2^14 on a CPU, where more, smaller steps reach a given quality sooner:
+    lego 200x200 in 540 s of training reached 28.27 / 29.32 / 30.38 dB with 2^16 / 2^15 / 2^14, benchmarks/ngp_lego.py,
+    2026-11-30)."""
     max_batch_size: int = 1 << 16
     """Upper bound on rays per step."""
     weight_decay: float = 1e-6
@@ -50,7 +52,7 @@ class NGPConfig:
         occgrid = dataclasses.replace(self.occgrid, resolution=self.occgrid.resolution or (128 if gpu else 64),
                                       steps_per_diagonal=self.occgrid.steps_per_diagonal or (1024 if gpu else 512))
         return dataclasses.replace(self, occgrid=occgrid, field=self.field.resolved(device),
-                                   target_samples=self.target_samples or (1 << 18 if gpu else 1 << 16))
+                                   target_samples=self.target_samples or (1 << 18 if gpu else 1 << 14))
 
     def __post_init__(self) -> None:
         if (self.target_samples is not None and self.target_samples < 1) or self.max_batch_size < 1 \
@@ -73,8 +75,9 @@ class InstantNGP(nn.Module):
     adam_eps = 1e-15
     render_chunk = 4096
     """Rays per call when rendering images: marching in rounds costs per call, so larger chunks than the default
-    pay here (lego 200x200 on a 2-core CPU, benchmarks/ngp_paths_cpu.py: 1.07 frames/s against 0.60 with 1024
-    rays and 0.93 with 16384)."""
+    pay here (lego 200x200 on a 2-core CPU, benchmarks/ngp_paths_cpu.py, frames/s with 1024 / 4096 / 16384 rays:
+    0.60 / 1.07 / 0.93 in one run, 0.43 / 0.91 / 1.15 in another of 2026-11-30; 4096 and 16384 are within that
+    machine's noise, 1024 is clearly slower)."""
 
     def __init__(self, cfg: NGPConfig, near: float, far: float, aabb: Tensor | None = None) -> None:
         super().__init__()

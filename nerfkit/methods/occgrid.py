@@ -51,7 +51,7 @@ class OccGridConfig:
     """Before this step every cell is refreshed; after, a random quarter plus a sample of occupied cells."""
     compile_march: bool = False
     """Off CUDA, march rays with the fused loops torch.compile generates (nerfkit.kernels.grid_compiled: the same
-    samples, ~2.5x faster marching on a 2-core CPU, after ~10-30 s of compilation once per process)."""
+    samples, 1.8-2.6x faster marching on a 2-core CPU, after ~10-30 s of compilation once per process)."""
     samples_per_round: int = 64
     """Rendering (not training) marches live rays in windows of this many steps (doubling each round) and stops
     opaque ones (0: one pass with a separate density pass for early stopping, as in training)."""
