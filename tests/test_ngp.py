@@ -67,5 +67,8 @@ def test_short_ngp_run_learns_the_builtin_scene(tiny_scene_dir, tmp_path):
     assert logged and all(r["samples_per_ray"] > 0 for r in logged)
     # 24x24 views of the built-in scene: an untrained model scores about 10 dB; 300 steps gave 19.3 dB when written.
     assert result.val_psnr is not None and result.val_psnr > 17.0, result.val_psnr
+    # One batch's PSNR swings by about 0.5 dB from log to log (and run to run, with threaded reductions), so
+    # compare averages: the first three logs (steps 10-30) against the last five (steps 260-300).
     train_psnr = [r["psnr"] for r in lines if "psnr" in r]
-    assert train_psnr[-1] > train_psnr[0] + 5.0
+    early, late = sum(train_psnr[:3]) / 3, sum(train_psnr[-5:]) / 5
+    assert late > early + 4.0, (early, late)

@@ -76,8 +76,10 @@ def test_short_training_run_learns_the_builtin_scene(tmp_path, tiny_scene_dir, e
     result = train(cfg)
     assert result.val_psnr > 17.0
     lines = [json.loads(line) for line in (cfg.output / "metrics.jsonl").read_text().splitlines()]
+    # Averages of the first three and the last five logs: one batch's PSNR swings by about 0.5 dB.
     train_psnr = [r["psnr"] for r in lines if "psnr" in r]
-    assert train_psnr[-1] > train_psnr[0] + 5.0
+    early, late = sum(train_psnr[:3]) / 3, sum(train_psnr[-5:]) / 5
+    assert late > early + 5.0, (early, late)
 
 
 def test_resume_with_a_different_model_is_refused_clearly(tmp_path, tiny_scene_dir):
