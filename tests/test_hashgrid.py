@@ -260,15 +260,18 @@ def test_encoder_takes_the_compiled_loop_only_where_it_applies(monkeypatch):
 
 
 def test_compiler_failure_warns_once_and_falls_back(monkeypatch):
-    from nerfkit.kernels import hashgrid_compiled
+    from nerfkit.kernels import compiled, hashgrid_compiled
 
-    def broken(name):
-        def fn(*args):
+    def broken(fn, **kwargs):
+        def call(*args):
             raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
-        return fn
+        return call
 
-    monkeypatch.setattr(hashgrid_compiled, "_compiled", broken)
-    monkeypatch.setitem(hashgrid_compiled._STATE, "failed", False)
+    monkeypatch.setattr(torch, "compile", broken)
+    forward = compiled.CompiledLoop(hashgrid_compiled._forward, "the compiled hash encoding")
+    monkeypatch.setattr(hashgrid_compiled, "_FORWARD", forward)
+    monkeypatch.setattr(hashgrid_compiled, "_BACKWARD", compiled.CompiledLoop(
+        hashgrid_compiled._backward_terms, "the compiled hash encoding", group=forward))
     enc = tiny_encoder(TINY3, dtype=torch.float32)
     enc.compile = True
     x = torch.rand(400, 3)
@@ -281,6 +284,35 @@ def test_compiler_failure_warns_once_and_falls_back(monkeypatch):
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(again, ref)
     assert not hashgrid_compiled.compiled_encoding_available()
+
+
+def test_a_backward_that_fails_to_compile_still_gives_the_table_gradient(monkeypatch):
+    """Inductor builds the backward loop at the first backward pass: a failure there warns once, this pass computes
+    the same terms eagerly, and the whole compiled encoding (forward too) turns off."""
+    from nerfkit.kernels import compiled, hashgrid_compiled
+
+    def compile_all_but_the_backward(fn, **kwargs):
+        if fn is hashgrid_compiled._backward_terms:
+            def call(*args):
+                raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
+            return call
+        return fn  # the forward loop, uncompiled
+
+    monkeypatch.setattr(torch, "compile", compile_all_but_the_backward)
+    forward = compiled.CompiledLoop(hashgrid_compiled._forward, "the compiled hash encoding")
+    monkeypatch.setattr(hashgrid_compiled, "_FORWARD", forward)
+    monkeypatch.setattr(hashgrid_compiled, "_BACKWARD", compiled.CompiledLoop(
+        hashgrid_compiled._backward_terms, "the compiled hash encoding", group=forward))
+    enc = tiny_encoder(TINY3, dtype=torch.float32)
+    enc.compile = True
+    x, grad_out = torch.rand(400, 3), torch.randn(400, enc.out_dim)
+    with pytest.warns(RuntimeWarning, match="compiled hash encoding is unavailable.*no C\\+\\+ compiler"):
+        (enc(x) * grad_out).sum().backward()
+    assert not hashgrid_compiled.compiled_encoding_available()
+    table = enc.embeddings.detach().clone().requires_grad_(True)
+    ref = hash_grid_encode(x, table, enc.offsets, enc.resolutions, enc.log2_hashmap_size)
+    (ref * grad_out).sum().backward()
+    torch.testing.assert_close(enc.embeddings.grad, table.grad)
 
 
 # ---------------------------------------------------------------------------------------------------------- Triton

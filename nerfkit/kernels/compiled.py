@@ -28,14 +28,20 @@ class CompiledLoop:
     does not recompile).
 
     Calling it returns ``fn``'s result, or ``None`` once compiling has failed in this process (after one warning
-    naming ``what``): the caller then computes the reference. It runs as its own compiled code inside a
-    ``torch.compile``d caller.
+    naming ``what``): the caller then computes the reference. Loops that make up one fast path pass the first of
+    them as ``group``: a failure in any of them turns the whole group off, with a single warning. It runs as its
+    own compiled code inside a ``torch.compile``d caller.
     """
 
-    def __init__(self, fn: Callable, what: str) -> None:
+    def __init__(self, fn: Callable, what: str, group: "CompiledLoop | None" = None) -> None:
         self.fn, self.what = fn, what
         self._compiled: Callable | None = None
-        self.available = True
+        self._group: dict[str, bool] = group._group if group is not None else {"available": True}
+
+    @property
+    def available(self) -> bool:
+        """False once compiling this loop, or another of its group, has failed in this process."""
+        return self._group["available"]
 
     @torch.compiler.disable
     def __call__(self, *args):
@@ -46,6 +52,7 @@ class CompiledLoop:
         try:
             return self._compiled(*args)
         except torch._dynamo.exc.TorchDynamoException as err:  # compiler failures, not errors of the inputs
-            self.available = False
-            warn_unavailable(self.what, err, stacklevel=4)
+            if self._group["available"]:
+                self._group["available"] = False
+                warn_unavailable(self.what, err, stacklevel=4)
             return None

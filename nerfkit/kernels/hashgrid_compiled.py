@@ -32,14 +32,12 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..encoders.hashgrid import _level_multipliers, level_cells
-from .compiled import warn_unavailable
+from .compiled import CompiledLoop
 
 __all__ = ["hash_grid_encode_compiled", "compiled_encoding_available", "MIN_POINTS"]
 
 MIN_POINTS = 256
 """Smaller batches take the reference path (sizes 0 and 1 would make the compiler specialise again)."""
-
-_STATE = {"failed": False}
 
 
 def _corner(cell: Tensor, frac: Tensor, corner: int, mult: Tensor, hashed: Tensor, offsets: Tensor,
@@ -91,14 +89,8 @@ def _backward_terms(x: Tensor, grad: Tensor, resolutions: Tensor, mult: Tensor, 
     return torch.stack(index, dim=1), torch.stack(contrib, dim=1)
 
 
-_COMPILED: dict[str, object] = {}
-
-
-def _compiled(name: str):
-    """The compiled forward or backward loop (compiled at its first call; dynamic in the number of points)."""
-    if name not in _COMPILED:
-        _COMPILED[name] = torch.compile({"forward": _forward, "backward": _backward_terms}[name], dynamic=True)
-    return _COMPILED[name]
+_FORWARD = CompiledLoop(_forward, "the compiled hash encoding")
+_BACKWARD = CompiledLoop(_backward_terms, "the compiled hash encoding", group=_FORWARD)
 
 
 def _level_constants(offsets: Tensor, resolutions: Tensor, in_dim: int, log2_hashmap_size: int):
@@ -115,7 +107,9 @@ class _CompiledHashEncode(torch.autograd.Function):
         mask = 2 ** log2_hashmap_size - 1
         ctx.save_for_backward(x, resolutions, mult, hashed)
         ctx.mask, ctx.table_dtype, ctx.offsets = mask, table.dtype, offsets
-        return _compiled("forward")(x, table, resolutions, mult, hashed, offs, mask)
+        args = (x, table, resolutions, mult, hashed, offs, mask)
+        out = _FORWARD(*args)
+        return _forward(*args) if out is None else out  # the compiler failed on this call: the same loop, eager
 
     @staticmethod
     @once_differentiable
@@ -128,11 +122,8 @@ class _CompiledHashEncode(torch.autograd.Function):
             sizes = (ctx.offsets[1:resolutions.shape[0] + 1] - ctx.offsets[:resolutions.shape[0]]).tolist()
             index_dtype = torch.int32 if max(sizes) * n_feat < 2 ** 31 else torch.int64
             args = (x, grad, resolutions, mult, hashed, ctx.mask, index_dtype)
-            try:
-                index, contrib = _compiled("backward")(*args)
-            except torch._dynamo.exc.TorchDynamoException as err:  # inductor builds the backward lazily
-                _give_up(err)
-                index, contrib = _backward_terms(*args)
+            terms = _BACKWARD(*args)  # None where the compiler failed: the same loop, eager
+            index, contrib = _backward_terms(*args) if terms is None else terms
             grad_table = _accumulate_levels(index, contrib, sizes, n_feat).to(ctx.table_dtype)
         return None, grad_table, None, None, None
 
@@ -159,16 +150,9 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="nerfkit-hashgrid")
 
 
-def _give_up(err: Exception) -> None:
-    """Turns the compiled path off for this process, with one warning naming the compiler's failure."""
-    if not _STATE["failed"]:
-        warn_unavailable("the compiled hash encoding", err, stacklevel=4)
-    _STATE["failed"] = True
-
-
 def compiled_encoding_available() -> bool:
-    """False once compiling the fused loop has failed in this process (then callers use the reference)."""
-    return not _STATE["failed"]
+    """False once compiling the fused loops has failed in this process (then callers use the reference)."""
+    return _FORWARD.available and _BACKWARD.available
 
 
 @torch.compiler.disable  # inside a compiled field (--compile) it runs as its own compiled loops
@@ -177,13 +161,10 @@ def hash_grid_encode_compiled(x: Tensor, embeddings: Tensor, offsets: Tensor, re
     """Fused multiresolution hash encoding: ``x (n, D)`` in ``[0, 1]`` -> ``(n, L * F)``, differentiable w.r.t.
     ``embeddings`` (not ``x``). Arguments as :func:`nerfkit.encoders.hashgrid.hash_grid_encode`.
 
-    Returns ``None`` when the compiler is unavailable here (no C++ compiler, an unsupported platform): it warns
-    once, and the caller computes the reference instead.
+    Returns ``None`` when the compiler is unavailable here (no C++ compiler, an unsupported platform): the call
+    on which compiling fails warns once and computes the same loops eagerly; later calls return ``None`` and the
+    caller computes the reference instead.
     """
-    if _STATE["failed"]:
+    if not compiled_encoding_available():
         return None
-    try:
-        return _CompiledHashEncode.apply(x, embeddings, offsets, resolutions, log2_hashmap_size)
-    except torch._dynamo.exc.TorchDynamoException as err:  # compiler failures, not errors of the inputs
-        _give_up(err)
-        return None
+    return _CompiledHashEncode.apply(x, embeddings, offsets, resolutions, log2_hashmap_size)

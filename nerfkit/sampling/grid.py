@@ -336,50 +336,84 @@ def _march_in_blocks(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Te
     block_ray = torch.repeat_interleave(torch.arange(counts.shape[0], device=device), n_blocks)
     block_start = torch.cumsum(n_blocks, 0) - n_blocks
     fused = None
-    if compiled:  # (fewer than MIN_BLOCKS blocks take the reference)
+    if compiled:  # fused loops of the two stages below (fewer than MIN_BLOCKS blocks take them eagerly)
         from ..kernels import grid_compiled as fused
     passing = None
     if fused is not None and block_ray.shape[0] >= fused.MIN_BLOCKS:
         passing = fused.block_pass(block_ray, block_start, counts, first_t, rays_o, rays_d, grown, aabbs, k,
                                    step_size, reach)
     if passing is None:
-        block_j0 = (torch.arange(block_ray.shape[0], device=device) - block_start.index_select(0, block_ray)) * k
-        block_len = torch.minimum(counts.index_select(0, block_ray) - block_j0, torch.full_like(block_j0, k))
-        centre_t = first_t.index_select(0, block_ray) + (block_j0.to(dtype) + block_len.to(dtype) * 0.5) * step_size
-        centre = torch.addcmul(rays_o.index_select(0, block_ray), rays_d.index_select(0, block_ray),
-                               centre_t[:, None])
-        passing = torch.zeros_like(block_ray, dtype=torch.bool)
-        for lvl in range(binaries.shape[0]):
-            lo, hi = aabbs[lvl, :3], aabbs[lvl, 3:]
-            near_box = ((centre >= lo - reach) & (centre <= hi + reach)).all(dim=-1)
-            idx = torch.floor((centre - lo) / cells[lvl]).long().clamp_min(0)
-            idx = torch.minimum(idx, torch.tensor(binaries.shape[1:], device=device) - 1)
-            passing |= near_box & grown[lvl][idx[:, 0], idx[:, 1], idx[:, 2]]
+        passing = _block_pass(block_ray, block_start, counts, first_t, rays_o, rays_d, grown, aabbs, k, step_size,
+                              reach)
     keep_blocks = torch.nonzero(passing)[:, 0]
+    found = None
     if fused is not None and keep_blocks.shape[0] >= fused.MIN_BLOCKS:
         found = fused.block_steps(keep_blocks, block_ray, block_start, counts, first_t, t_start, t_end, rays_o,
                                   rays_d, binaries, aabbs, k, step_size)
-        if found is not None:
-            keep, t0 = found
-            flat = torch.nonzero(keep.reshape(-1))[:, 0]
-            t0 = t0.reshape(-1).index_select(0, flat)
-            return block_ray.index_select(0, keep_blocks).index_select(0, flat // k), t0, t0 + step_size
-    block_ray = block_ray.index_select(0, keep_blocks)
-    block_j0 = (keep_blocks - block_start.index_select(0, block_ray)) * k
-    block_len = torch.minimum(counts.index_select(0, block_ray) - block_j0, torch.full_like(block_j0, k))
+    if found is None:
+        found = _block_steps(keep_blocks, block_ray, block_start, counts, first_t, t_start, t_end, rays_o, rays_d,
+                             binaries, aabbs, k, step_size)
+    keep, t0 = found
+    flat = torch.nonzero(keep.reshape(-1))[:, 0]
+    t0 = t0.reshape(-1).index_select(0, flat)
+    return block_ray.index_select(0, keep_blocks).index_select(0, flat // k), t0, t0 + step_size
 
-    # Steps of the passing blocks, with the same arithmetic as march_steps, then the exact tests.
-    rays = torch.repeat_interleave(block_ray, block_len)
-    offsets = torch.cumsum(block_len, 0) - block_len
-    j = block_j0.repeat_interleave(block_len) + (torch.arange(rays.shape[0], device=device)
-                                                  - offsets.repeat_interleave(block_len))
-    t0 = first_t.index_select(0, rays) + j.to(dtype) * step_size
+
+def _block_pass(block_ray: Tensor, block_start: Tensor, counts: Tensor, first_t: Tensor, rays_o: Tensor,
+                rays_d: Tensor, grown: Tensor, aabbs: Tensor, k: int, step_size: float, reach: float) -> Tensor:
+    """Which blocks of :func:`_march_in_blocks` may hold an occupied step: ``(B,)`` booleans.
+
+    Args:
+        block_ray: ``(B,)`` each block's ray (blocks grouped by ray); block_start: ``(n_rays,)`` each ray's first
+            block; counts: ``(n_rays,)`` each ray's candidate steps; first_t: ``(n_rays,)`` where its first step
+            begins; rays_o, rays_d: ``(n_rays, 3)``; grown: ``(m, rx, ry, rz)`` the occupancy dilated by the
+            blocks' reach; aabbs: ``(m, 6)``; k: steps per block; step_size; reach: how far (per axis) a block's
+            midpoints lie from its centre.
+
+    Written as one element-wise pass over the blocks, so that :mod:`nerfkit.kernels.grid_compiled` compiles this
+    same function into a single loop.
+    """
+    dtype = rays_o.dtype
+    block_j0 = (torch.arange(block_ray.shape[0], device=block_ray.device) - block_start[block_ray]) * k
+    block_len = torch.clamp(counts[block_ray] - block_j0, max=k)
+    centre_t = first_t[block_ray] + (block_j0.to(dtype) + block_len.to(dtype) * 0.5) * step_size
+    centre = torch.addcmul(rays_o[block_ray], rays_d[block_ray], centre_t[:, None])
+    res = grown.shape[1:]
+    passing = None
+    for lvl in range(grown.shape[0]):
+        lo, hi = aabbs[lvl, :3], aabbs[lvl, 3:]
+        cell = (hi - lo) / torch.tensor(res, dtype=dtype, device=rays_o.device)
+        near_box = ((centre >= lo - reach) & (centre <= hi + reach)).all(dim=-1)
+        idx = torch.floor((centre - lo) / cell).long().clamp_min(0)
+        i0, i1, i2 = (torch.clamp(idx[:, a], max=res[a] - 1) for a in range(3))
+        hit = near_box & grown[lvl].reshape(-1)[(i0 * res[1] + i1) * res[2] + i2]
+        passing = hit if passing is None else passing | hit
+    return passing
+
+
+def _block_steps(blocks: Tensor, block_ray: Tensor, block_start: Tensor, counts: Tensor, first_t: Tensor,
+                 t_start: Tensor, t_end: Tensor, rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor,
+                 k: int, step_size: float) -> tuple[Tensor, Tensor]:
+    """The steps of the blocks ``blocks (Bk,)`` (indices into ``block_ray``) as a dense ``(Bk, k)`` array.
+
+    Other arguments as :func:`_block_pass`, plus each ray's segment ``[t_start, t_end)`` ``(n_rays,)`` and the
+    grids' ``binaries (m, rx, ry, rz)``. Returns ``keep (Bk, k)``, the steps inside the segment and in occupied
+    cells (a block's slots past its ray's last step are never kept), and their starts ``t0 (Bk, k)`` (ends:
+    ``t0 + step_size``), with the arithmetic of :func:`march_steps`. One element-wise pass, compiled as it stands
+    by :mod:`nerfkit.kernels.grid_compiled`.
+    """
+    dtype = rays_o.dtype
+    ray = block_ray[blocks]
+    j0 = (blocks - block_start[ray]) * k
+    length = torch.clamp(counts[ray] - j0, max=k)
+    slot = torch.arange(k, device=blocks.device)
+    t0 = first_t[ray][:, None] + (j0[:, None] + slot).to(dtype) * step_size  # (Bk, k)
     t1 = t0 + step_size
     mids = (t0 + t1) * 0.5
-    inside = (mids >= t_start.index_select(0, rays)) & (mids < t_end.index_select(0, rays))
-    x = torch.addcmul(rays_o.index_select(0, rays), rays_d.index_select(0, rays), mids[:, None])
-    keep = torch.nonzero(inside & grid_occupancy_at(x, binaries, aabbs))[:, 0]
-    return rays.index_select(0, keep), t0.index_select(0, keep), t1.index_select(0, keep)
+    inside = (slot < length[:, None]) & (mids >= t_start[ray][:, None]) & (mids < t_end[ray][:, None])
+    x = torch.addcmul(rays_o[ray][:, None, :], rays_d[ray][:, None, :], mids[..., None])
+    occupied = grid_occupancy_at(x.reshape(-1, 3), binaries, aabbs).view(t0.shape)
+    return inside & occupied, t0
 
 
 def _chunk_bounds(counts: Tensor, budget: int) -> list[tuple[int, int]]:
