@@ -1,6 +1,7 @@
 """A trained Instant-NGP run on CPU, with the hash encoding as the fused loop torch.compile generates (the default
 off CUDA) and as the torch reference, side by side: training steps/s and samples/s from the checkpoint's state,
-and rendering frames/s by chunk size.
+and rendering frames/s by chunk size; then rendering with the colour head on the visible samples only (the default)
+against every marched sample, frame by frame.
 
     python benchmarks/ngp_paths_cpu.py --run RUN [--checkpoint FILE] [--steps 30] [--chunks 1024 4096 16384]
 
@@ -57,6 +58,42 @@ def train_steps(model, state: dict, sampler: RaySampler, background: str, steps:
             "samples_per_ray": samples / (steps * batch_size)}
 
 
+class _ForwardOnly(torch.nn.Module):
+    """The field without ``density_and_features``/``color``: rendering then colours every marched sample."""
+
+    def __init__(self, field: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = field
+
+    def query_density(self, x):
+        return self.inner.query_density(x)
+
+    def forward(self, x, d):
+        return self.inner(x, d)
+
+
+def compare_shading(model, test, frames: int) -> dict:
+    """Rendering (compiled encoder, the model's chunk) with the colour head on the visible samples only (the
+    default) and on every marched sample, alternating frame by frame; returns frames/s of each."""
+    field, plain = model.field, _ForwardOnly(model.field)
+    seconds = {"visible": 0.0, "every": 0.0}
+    diff = 0.0
+    for i in range(frames):
+        images = {}
+        for name, f in (("visible", field), ("every", plain)):
+            model.field = f
+            start = time.perf_counter()
+            images[name] = render_camera(model, test.cameras, 1 + i, "white")["rgb"]
+            seconds[name] += time.perf_counter() - start
+        diff = max(diff, float((images["visible"] - images["every"]).abs().max()))
+    model.field = field
+    out = {f"{name}_frames_per_s": frames / sec for name, sec in seconds.items()}
+    out["max_abs_difference"] = diff
+    print(f"render colour on visible samples: {out['visible_frames_per_s']:.2f} frames/s; on every marched sample: "
+          f"{out['every_frames_per_s']:.2f} frames/s (alternating frames; largest difference {diff:.1e})", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="a run folder of 'nerfkit train --method ngp'")
@@ -97,13 +134,15 @@ def main() -> None:
             rendering.append({"encoder": name, "chunk": chunk, "frames_per_s": fps, "max_abs_difference": diff})
             print(f"render {name:9s} chunk {chunk:6d}: {fps:5.2f} frames/s at {test.cameras.width}x"
                   f"{test.cameras.height} (largest difference from the first setting {diff:.1e})", flush=True)
+    encoder.compile = True
+    shading = compare_shading(model, test, args.frames)
     speedup = training["compiled"]["samples_per_s"] / training["reference"]["samples_per_s"]
     print(f"training speed-up of the compiled loop: {speedup:.2f}x")
     record = {"benchmark": "ngp on CPU: hash encoding compiled vs reference, training and rendering",
               "checkpoint_step": int(state["step"]), "data": str(cfg.data.path), "downscale": cfg.data.downscale,
               "size": [test.cameras.width, test.cameras.height], "train_steps": args.steps, "learning_rate": lr,
               "training": training, "training_speedup": speedup, "render_views": list(range(1, 1 + args.frames)),
-              "rendering": rendering, "machine": machine_info()}
+              "rendering": rendering, "shading": shading, "machine": machine_info()}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2))
     print(f"machine: {record['machine']['cpu']}; wrote {args.output}")

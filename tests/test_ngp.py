@@ -44,6 +44,22 @@ def test_ngp_field_outputs_and_empty_space_outside_a_bounded_box():
     assert sum(p.numel() for g in groups.values() for p in g) == sum(p.numel() for p in field.parameters())
 
 
+def test_fields_split_their_forward_pass_into_density_and_colour():
+    from nerfkit.fields import VanillaFieldConfig, VanillaNeRFField
+
+    torch.manual_seed(0)
+    fields = [NGPField(small_field_config(), torch.tensor([-1.0, -1, -1, 1, 1, 1])),
+              VanillaNeRFField(VanillaFieldConfig(depth=2, width=16, skips=(1,), color_width=8))]
+    x = torch.rand(50, 3) * 2 - 1
+    d = torch.nn.functional.normalize(torch.randn(50, 3), dim=-1)
+    for field in fields:
+        rgb, sigma = field(x, d)
+        sigma2, features = field.density_and_features(x)
+        torch.testing.assert_close(sigma2, sigma)
+        torch.testing.assert_close(field.color(features, d), rgb)
+        torch.testing.assert_close(field.query_density(x), sigma)
+
+
 def test_batch_size_adapts_to_the_sample_budget():
     model = InstantNGP(NGPConfig(field=small_field_config(), target_samples=4096), 0.5, 5.0,
                        torch.tensor([-1.0, -1, -1, 1, 1, 1]))

@@ -113,6 +113,26 @@ def test_march_steps_skip_to_the_segment_in_closed_form():
     torch.testing.assert_close(t1, f1[inside])
 
 
+@pytest.mark.parametrize("cone", [0.0, 0.02])
+def test_occupied_steps_are_the_samples_of_traverse_grids(cone):
+    from nerfkit.sampling import occupied_steps
+
+    g = torch.Generator().manual_seed(5)
+    binaries = torch.rand(2, 12, 12, 12, generator=g) > 0.7
+    aabbs = torch.tensor([[-1.0, -1, -1, 1, 1, 1], [-2.0, -2, -2, 2, 2, 2]])
+    rays_o, rays_d = random_rays(300, g)
+    near = torch.rand(300, generator=g, dtype=torch.float64)
+    intervals, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, near, None, 0.02, cone)
+    ray_indices, t_starts, t_ends, packed_info = occupied_steps(rays_o, rays_d, binaries, aabbs, near, None, 0.02,
+                                                                cone)
+    assert ray_indices.numel() > 100
+    assert torch.equal(ray_indices, samples.ray_indices) and torch.equal(packed_info, samples.packed_info)
+    assert torch.equal(t_starts, intervals.vals[intervals.is_left])
+    assert torch.equal(t_ends, intervals.vals[intervals.is_right])
+    with pytest.raises(ValueError, match="step_size"):
+        occupied_steps(rays_o, rays_d, binaries, aabbs, step_size=0.0)
+
+
 def test_traverse_grids_handles_empty_results():
     binaries = torch.ones(1, 4, 4, 4, dtype=torch.bool)
     aabbs = torch.tensor([[-1.0, -1, -1, 1, 1, 1]])
@@ -368,8 +388,13 @@ def nerfkit_ray_aabb(rays_o, rays_d, aabbs):
     return ray_aabb_intersect(rays_o, rays_d, aabbs)
 
 
-def test_rendering_in_rounds_matches_single_pass_rendering():
+@pytest.mark.parametrize("split", [False, True], ids=["forward", "density-then-colour"])
+def test_rendering_in_rounds_matches_single_pass_rendering(split):
+    """Rendering in rounds (inference) gives single-pass rendering's images; with a field that splits its forward
+    pass, only the samples that stay visible are coloured."""
     from nerfkit.methods.occgrid import OccGridConfig, OccGridSampler
+
+    coloured = []
 
     class Blob(torch.nn.Module):  # a soft ball with a colour that varies in space
         def query_density(self, x):
@@ -377,6 +402,14 @@ def test_rendering_in_rounds_matches_single_pass_rendering():
 
         def forward(self, x, d):
             return torch.sigmoid(x * 3 + d), self.query_density(x)
+
+    class SplitBlob(Blob):
+        def density_and_features(self, x):
+            return self.query_density(x), x * 3
+
+        def color(self, features, d):
+            coloured.append(features.shape[0])
+            return torch.sigmoid(features + d)
 
     sampler = OccGridSampler(OccGridConfig(resolution=16, samples_per_round=4, early_stop_eps=1e-4),
                              torch.tensor([-1.0, -1, -1, 1, 1, 1]), near=0.5, far=6.0)
@@ -388,12 +421,14 @@ def test_rendering_in_rounds_matches_single_pass_rendering():
     rays_d = torch.nn.functional.normalize(torch.tensor([0.0, 0, -1]) + torch.randn(64, 3, generator=g) * 0.2, dim=-1)
     bkgd = torch.ones(3)
     with torch.no_grad():
-        rounds = sampler.render(Blob(), rays_o, rays_d, bkgd)
+        rounds = sampler.render(SplitBlob() if split else Blob(), rays_o, rays_d, bkgd)
         sampler.cfg.samples_per_round = 0
         single = sampler.render(Blob(), rays_o, rays_d, bkgd)
     torch.testing.assert_close(rounds["rgb"], single["rgb"], atol=2e-4, rtol=0)
     torch.testing.assert_close(rounds["opacity"], single["opacity"], atol=2e-4, rtol=0)
     assert rounds["opacity"].max() > 0.99 and rounds["opacity"].min() < 0.01  # hits and misses both present
+    if split:  # the samples marched past the surfaces cost their density only
+        assert 0 < sum(coloured) < int(rounds["n_samples"]) * 0.8, (sum(coloured), int(rounds["n_samples"]))
 
 
 def test_marching_budget_arithmetic_is_64_bit():

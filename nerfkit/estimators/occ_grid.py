@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..render.volrend import render_visibility_from_alpha, render_visibility_from_density
-from ..sampling.grid import traverse_grids
+from ..sampling.grid import occupied_steps
 
 __all__ = ["OccGridEstimator"]
 
@@ -114,10 +114,9 @@ class OccGridEstimator(nn.Module):
         if stratified:  # steps are anchored at the near plane: this shifts them by a random fraction of a step
             near = near + torch.rand(near.shape, device=near.device, dtype=near.dtype,
                                      generator=generator) * render_step_size
-        intervals, samples, _ = traverse_grids(rays_o, rays_d, self.binaries, self.aabbs, near, far,
-                                               render_step_size, cone_angle, compiled=self.compiled_march)
-        t_starts, t_ends = intervals.vals[intervals.is_left], intervals.vals[intervals.is_right]
-        ray_indices, packed_info = samples.ray_indices, samples.packed_info
+        ray_indices, t_starts, t_ends, packed_info = occupied_steps(
+            rays_o, rays_d, self.binaries, self.aabbs, near, far, render_step_size, cone_angle,
+            compiled=self.compiled_march)
         if (sigma_fn is not None or alpha_fn is not None) and ray_indices.numel() > 0:
             # Early in training every opacity is small: never prune harder than the grid's mean opacity.
             alpha_thre = min(alpha_thre, float(self.occs.mean().item()))

@@ -145,7 +145,9 @@ class NGPField(nn.Module):
         inside = ((x >= 0.0) & (x <= 1.0)).all(dim=-1)
         return x.clamp(0.0, 1.0), inside
 
-    def _density_and_features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def density_and_features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """``sigma (...)`` and the geometry features ``(..., geo_feat_dim)`` at ``positions (..., 3)``: the first
+        half of :meth:`forward` (renderers shade only the samples that stay visible, with :meth:`color`)."""
         x, inside = self.normalize(positions)
         h = self.density_mlp(self.encoder(x.reshape(-1, 3))).reshape(*x.shape[:-1], -1)
         # float32 before the exponential: under fp16 autocast exp would overflow past 11 (65504)
@@ -154,13 +156,16 @@ class NGPField(nn.Module):
 
     def query_density(self, positions: Tensor) -> Tensor:
         """``sigma (...)`` at ``positions (..., 3)``."""
-        return self._density_and_features(positions)[0]
+        return self.density_and_features(positions)[0]
+
+    def color(self, features: Tensor, directions: Tensor) -> Tensor:
+        """``rgb (..., 3)`` from :meth:`density_and_features`' features and unit ``directions (..., 3)``."""
+        d = self.dir_encoder(directions)
+        return torch.sigmoid(at_least_float32(self.color_mlp(torch.cat([d.to(features.dtype), features], dim=-1))))
 
     def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
-        sigma, features = self._density_and_features(positions)
-        d = self.dir_encoder(directions)
-        rgb = torch.sigmoid(at_least_float32(self.color_mlp(torch.cat([d.to(features.dtype), features], dim=-1))))
-        return rgb, sigma
+        sigma, features = self.density_and_features(positions)
+        return self.color(features, directions), sigma
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by kind: the hash tables (no weight decay) and the MLPs."""

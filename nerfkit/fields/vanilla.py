@@ -89,11 +89,19 @@ class VanillaNeRFField(nn.Module):
         """``sigma (...)`` at ``positions (..., 3)`` without the colour head."""
         return self._density(self._trunk(positions))
 
-    def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+    def density_and_features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """``sigma (...)`` and the trunk's output ``(..., width)`` at ``positions (..., 3)``: the first half of
+        :meth:`forward` (renderers shade only the samples that stay visible, with :meth:`color`)."""
         h = self._trunk(positions)
-        sigma = self._density(h)
-        features = self.feature(h)
+        return self._density(h), h
+
+    def color(self, features: Tensor, directions: Tensor) -> Tensor:
+        """``rgb (..., 3)`` from :meth:`density_and_features`' trunk output and unit ``directions (..., 3)``."""
+        features = self.feature(features)
         if self.dir_enc is not None:
             features = torch.cat([features, self.dir_enc(directions)], dim=-1)
-        rgb = torch.sigmoid(at_least_float32(self.color_out(F.relu(self.color_hidden(features)))))
-        return rgb, sigma
+        return torch.sigmoid(at_least_float32(self.color_out(F.relu(self.color_hidden(features)))))
+
+    def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        sigma, h = self.density_and_features(positions)
+        return self.color(h, directions), sigma

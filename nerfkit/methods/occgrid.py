@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..estimators import OccGridEstimator
 from ..render import render_weight_from_density, rendering
-from ..sampling import traverse_grids
+from ..sampling import occupied_steps
 from ..sampling.grid import boxes_span
 
 __all__ = ["OccGridConfig", "OccGridSampler"]
@@ -146,7 +146,9 @@ class OccGridSampler(nn.Module):
         doubling each round), the occupied ones are shaded and composited, and rays that became opaque
         (transmittance below ``early_stop_eps``) or left the scene stop. The field only sees samples up to a
         little past the surface, with no separate density pass, and the marching work stays linear in the
-        distance each ray travels.
+        distance each ray travels. A field with ``density_and_features`` and ``color`` gets its colour head run
+        only on the samples that training's sampling would keep (weight above zero, transmittance at least
+        ``early_stop_eps``): the samples a window marches past the surface cost only their density.
 
         Returns ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)`` and ``n_samples`` (0-d).
         """
@@ -165,29 +167,36 @@ class OccGridSampler(nn.Module):
             near = near + skip * self.step_size
         alive = t_exit > near  # rays that miss every box have t_exit = -inf
         alpha_thre = min(self.cfg.alpha_thre, float(est.occs.mean().item()))
+        split = hasattr(field, "density_and_features") and hasattr(field, "color")
         window, n_samples = self.cfg.samples_per_round, 0
         while bool(alive.any()):
             ids = torch.nonzero(alive)[:, 0]
             step = torch.clamp(near[ids] * self.cfg.cone_angle, min=self.step_size)
             far = torch.minimum(near[ids] + window * step, t_exit[ids])
-            intervals, samples, _ = traverse_grids(rays_o[ids], rays_d[ids], est.binaries, est.aabbs, near[ids], far,
-                                                   self.step_size, self.cfg.cone_angle,
-                                                   compiled=est.compiled_march)
-            local = samples.ray_indices
+            local, t_starts, t_ends, packed_info = occupied_steps(
+                rays_o[ids], rays_d[ids], est.binaries, est.aabbs, near[ids], far, self.step_size,
+                self.cfg.cone_angle, compiled=est.compiled_march)
             if local.numel() > 0:
-                t_starts, t_ends = intervals.vals[intervals.is_left], intervals.vals[intervals.is_right]
                 rays = ids[local]
                 mids = (t_starts + t_ends) * 0.5
-                rgbs, sigmas = field(rays_o[rays] + rays_d[rays] * mids[:, None], rays_d[rays])
+                x = rays_o[rays] + rays_d[rays] * mids[:, None]
+                if split:
+                    sigmas, features = field.density_and_features(x)
+                else:
+                    rgbs, sigmas = field(x, rays_d[rays])
                 if alpha_thre > 0:  # faint samples are skipped, as in training's sampling
                     faint = 1.0 - torch.exp(-sigmas * (t_ends - t_starts)) < alpha_thre
                     sigmas = torch.where(faint, torch.zeros_like(sigmas), sigmas)
-                weights, _, _ = render_weight_from_density(
-                    t_starts, t_ends, sigmas, packed_info=samples.packed_info,
+                weights, trans, _ = render_weight_from_density(
+                    t_starts, t_ends, sigmas, packed_info=packed_info,
                     prefix_trans=(1.0 - opacity[rays]).clamp_min(0.0))
-                rgb.index_add_(0, rays, weights[:, None] * rgbs.to(rgb.dtype))
                 opacity.index_add_(0, rays, weights)
                 depth.index_add_(0, rays, weights * mids)
+                if split:  # colour only what training's sampling would keep: weight > 0, not behind opaque
+                    shade = torch.nonzero((weights > 0) & (trans >= self.cfg.early_stop_eps))[:, 0]
+                    rays, weights = rays[shade], weights[shade]
+                    rgbs = field.color(features[shade], rays_d[rays])
+                rgb.index_add_(0, rays, weights[:, None] * rgbs.to(rgb.dtype))
                 n_samples += local.numel()
             near[ids] = far
             alive[ids] = (far < t_exit[ids]) & (opacity[ids] < 1.0 - self.cfg.early_stop_eps)

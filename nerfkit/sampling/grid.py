@@ -24,7 +24,7 @@ from ..kernels import use_triton
 from .aabb import ray_aabb_intersect
 from .data_specs import RayIntervals, RaySamples
 
-__all__ = ["traverse_grids", "grid_occupancy_at", "march_steps", "boxes_span", "dilate_binaries"]
+__all__ = ["traverse_grids", "occupied_steps", "grid_occupancy_at", "march_steps", "boxes_span", "dilate_binaries"]
 
 _CANDIDATE_CHUNK = 1 << 22
 """Upper bound on candidate steps generated at once (bounds the working memory, ~200 MB at float32)."""
@@ -202,6 +202,41 @@ def traverse_grids(
         far bound, or the end of its last kept sample when ``traverse_steps_limit`` cut it short).
     """
     del over_allocate, t_sorted, t_indices, hits
+    _check_march_args(rays_o, rays_d, binaries, aabbs, step_size)
+    n_rays, device = rays_o.shape[0], rays_o.device
+    ray_indices, t0, t1, termination = _march(rays_o, rays_d, binaries, aabbs, near_planes, far_planes, step_size,
+                                              cone_angle, traverse_steps_limit, rays_mask, compiled)
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    packed_info = torch.stack([torch.cumsum(counts, 0) - counts, counts], dim=-1)
+    samples = RaySamples(vals=(t0 + t1) * 0.5, packed_info=packed_info, ray_indices=ray_indices)
+    n = ray_indices.shape[0]
+    is_left = torch.zeros(n, 2, dtype=torch.bool, device=device)
+    is_left[:, 0] = True
+    intervals = RayIntervals(vals=torch.stack([t0, t1], dim=-1).reshape(-1), packed_info=packed_info * 2,
+                             ray_indices=ray_indices.repeat_interleave(2), is_left=is_left.reshape(-1),
+                             is_right=is_left.flip(-1).reshape(-1))
+    return intervals, samples, termination
+
+
+@torch.no_grad()
+def occupied_steps(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, near_planes: Tensor | None = None,
+                   far_planes: Tensor | None = None, step_size: float = 1e-3, cone_angle: float = 0.0,
+                   compiled: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The samples of :func:`traverse_grids` (same arguments) in the flat form estimators and renderers use,
+    without building its interval and sample structures.
+
+    Returns:
+        ``ray_indices (N,)`` int64, ``t_starts (N,)``, ``t_ends (N,)`` grouped by ray, and ``packed_info
+        (n_rays, 2)`` (each ray's first sample and count).
+    """
+    _check_march_args(rays_o, rays_d, binaries, aabbs, step_size)
+    ray_indices, t0, t1, _ = _march(rays_o, rays_d, binaries, aabbs, near_planes, far_planes, step_size, cone_angle,
+                                    None, None, compiled)
+    counts = torch.bincount(ray_indices, minlength=rays_o.shape[0])
+    return ray_indices, t0, t1, torch.stack([torch.cumsum(counts, 0) - counts, counts], dim=-1)
+
+
+def _check_march_args(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, step_size: float) -> None:
     if rays_o.ndim != 2 or rays_o.shape[-1] != 3 or rays_d.shape != rays_o.shape:
         raise ValueError(f"rays_o and rays_d must both be (n_rays, 3), got {tuple(rays_o.shape)} and "
                          f"{tuple(rays_d.shape)}")
@@ -210,6 +245,13 @@ def traverse_grids(
                          f"{tuple(aabbs.shape)}")
     if not step_size > 0:
         raise ValueError(f"step_size must be > 0, got {step_size}")
+
+
+def _march(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, near_planes: Tensor | None,
+           far_planes: Tensor | None, step_size: float, cone_angle: float, traverse_steps_limit: int | None,
+           rays_mask: Tensor | None, compiled: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The march of :func:`traverse_grids`: ``ray_indices (N,)``, ``t0 (N,)``, ``t1 (N,)`` grouped by ray and
+    ``termination (n_rays,)``."""
     n_rays, device, dtype = rays_o.shape[0], rays_o.device, rays_o.dtype
     near = torch.zeros(n_rays, device=device, dtype=dtype) if near_planes is None else near_planes.to(dtype)
     far = torch.full((n_rays,), math.inf, device=device, dtype=dtype) if far_planes is None else far_planes.to(dtype)
@@ -266,16 +308,7 @@ def traverse_grids(
         termination = torch.where(cut, last, termination)
         ray_indices, t0, t1 = ray_indices[keep], t0[keep], t1[keep]
 
-    counts = torch.bincount(ray_indices, minlength=n_rays)
-    packed_info = torch.stack([torch.cumsum(counts, 0) - counts, counts], dim=-1)
-    samples = RaySamples(vals=(t0 + t1) * 0.5, packed_info=packed_info, ray_indices=ray_indices)
-    n = ray_indices.shape[0]
-    is_left = torch.zeros(n, 2, dtype=torch.bool, device=device)
-    is_left[:, 0] = True
-    intervals = RayIntervals(vals=torch.stack([t0, t1], dim=-1).reshape(-1), packed_info=packed_info * 2,
-                             ray_indices=ray_indices.repeat_interleave(2), is_left=is_left.reshape(-1),
-                             is_right=is_left.flip(-1).reshape(-1))
-    return intervals, samples, termination
+    return ray_indices, t0, t1, termination
 
 
 def dilate_binaries(binaries: Tensor, radius: int) -> Tensor:
