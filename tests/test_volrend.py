@@ -110,6 +110,29 @@ def test_scans_packed_and_batched():
     assert inclusive_prod(flat, info).tolist() == [1, 2, 3, 12, 60]
 
 
+def test_packed_sums_stay_exact_per_ray_over_many_large_samples():
+    """Packed sums run as one float64 running sum less each ray's start: per-ray results must not inherit the
+    rounding of the (large) total."""
+    g = torch.Generator().manual_seed(0)
+    counts = torch.randint(0, 60, (2000,), generator=g)
+    info = torch.stack([torch.cumsum(counts, 0) - counts, counts], dim=-1)
+    x = torch.rand(int(counts.sum()), generator=g) * 1000.0  # a total of ~3e7
+    parts = [part.double() for part in torch.split(x, counts.tolist())]
+    inclusive = torch.cat([torch.cumsum(p, 0) for p in parts]).float()
+    exclusive = torch.cat([torch.cumsum(p, 0) - p for p in parts]).float()
+    torch.testing.assert_close(inclusive_sum(x, info), inclusive, rtol=1e-6, atol=0)
+    torch.testing.assert_close(exclusive_sum(x, info), exclusive, rtol=1e-6, atol=0)
+    # rays listed out of order (not one slice after another): the padded float32 scan, the same values to its
+    # rounding (which subtracts each sample from an inclusive sum)
+    order = torch.randperm(2000, generator=g)
+    torch.testing.assert_close(exclusive_sum(x, info[order]),
+                               torch.cat([exclusive[s:s + c] for s, c in info[order].tolist()]), rtol=1e-4, atol=0)
+    small = torch.tensor([[0, 2], [2, 0], [2, 3]])
+    v = torch.rand(5, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: exclusive_sum(t, small), (v,))
+    assert torch.autograd.gradcheck(lambda t: inclusive_sum(t, small), (v,))
+
+
 def test_exclusive_prod_gradient_is_exact_with_zeros():
     x = torch.tensor([[2.0, 0.0, 3.0, 4.0]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: exclusive_prod(v), (x,))

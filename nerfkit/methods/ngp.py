@@ -73,11 +73,10 @@ class InstantNGP(nn.Module):
     default_lr = 1e-2
     default_lr_final = 3e-4
     adam_eps = 1e-15
-    render_chunk = 4096
-    """Rays per call when rendering images: marching in rounds costs per call, so larger chunks than the default
-    pay here (lego 200x200 on a 2-core CPU, benchmarks/ngp_paths_cpu.py, frames/s with 1024 / 4096 / 16384 rays:
-    0.60 / 1.07 / 0.93 in one run, 0.43 / 0.91 / 1.15 in another of 2026-11-30; 4096 and 16384 are within that
-    machine's noise, 1024 is clearly slower)."""
+    render_chunk = 1 << 16
+    """Rays per call when rendering images: marching in rounds costs per round and call, so a whole 200x200 image
+    in one call pays (lego 200x200 on a 2-core CPU, interleaved frames of 2026-11-30, median ms per frame with
+    4096 / 16384 / 32768 / 65536 rays: 695 / 604 / 578 / 524; the process peaked at 0.9 GB with 65536)."""
 
     def __init__(self, cfg: NGPConfig, near: float, far: float, aabb: Tensor | None = None) -> None:
         super().__init__()

@@ -34,6 +34,8 @@ def _scan(inputs: Tensor, packed_info: Tensor | None, indices: Tensor | None, op
     else:
         if inputs.ndim != 1:
             raise ValueError(f"packed inputs must be 1-D (N,), got shape {tuple(inputs.shape)}")
+        if op == "sum" and (segments := _contiguous_segments(packed_info, inputs.shape[0])) is not None:
+            return _packed_sum(inputs, packed_info, segments, exclusive)
         rows, mask = packed_to_padded(inputs, packed_info, fill=0.0 if op == "sum" else 1.0)
     if op == "sum":
         out = torch.cumsum(rows, dim=-1)
@@ -44,6 +46,28 @@ def _scan(inputs: Tensor, packed_info: Tensor | None, indices: Tensor | None, op
             rows = torch.cat([torch.ones_like(rows[..., :1]), rows[..., :-1]], dim=-1)
         out = torch.cumprod(rows, dim=-1)
     return out if packed_info is None else padded_to_packed(out, mask)
+
+
+def _contiguous_segments(packed_info: Tensor, n: int) -> Tensor | None:
+    """Each sample's ray ``(N,)`` when the rays' slices follow each other and cover all ``n`` samples (the layout
+    every sampler here produces), else ``None``."""
+    starts, counts = packed_info[:, 0], packed_info[:, 1]
+    if int(counts.sum()) != n or not torch.equal(starts, torch.cumsum(counts, 0) - counts):
+        return None
+    return torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts, output_size=n)
+
+
+def _packed_sum(inputs: Tensor, packed_info: Tensor, ray_of: Tensor, exclusive: bool) -> Tensor:
+    """Segmented cumulative sum without padding: one float64 running sum over all samples, less its value where
+    each ray begins. (Padding to ``(n_rays, longest ray)`` cost up to 25x the samples when rendering whole images;
+    float64 keeps the difference of two large running sums exact to ~1e-16 of the total.)"""
+    x = inputs.double()
+    before = torch.cumsum(x, 0) - x  # sum of every sample before this one
+    if x.shape[0] == 0:
+        return inputs.clone()
+    base = before[packed_info[:, 0].clamp_max(x.shape[0] - 1)]  # what came before each ray
+    out = before - base.index_select(0, ray_of)
+    return (out if exclusive else out + x).to(inputs.dtype)
 
 
 def inclusive_sum(inputs: Tensor, packed_info: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
