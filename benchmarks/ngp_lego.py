@@ -114,8 +114,10 @@ def main() -> None:
         "samples_per_ray": sum(r["samples_per_ray"] for r in logged) / max(len(logged), 1),
         "final_test_psnr": final["test_psnr"], "final_test_ssim": final["test_ssim"],
         "final_test_views": final["test_views"], "render_fps": fps,
-        "curve": curve, "protocol": "white background, mean per-image PSNR/SSIM; the final point on every "
-                                    f"{args.test_stride}th test view, curve points on every {args.curve_stride}th",
+        "curve": curve, "protocol": "white background, mean per-image PSNR/SSIM; the final point on "
+                                    + ("all test views" if args.test_stride == 1 else
+                                       f"every {args.test_stride}-th test view")
+                                    + f", curve points on every {args.curve_stride}-th",
         "config": resolved, "machine": machine_info(),
     }
     out = args.output or Path(__file__).parent / "results" / f"ngp_lego_{device.type}.json"
