@@ -259,19 +259,26 @@ def test_encoder_takes_the_compiled_loop_only_where_it_applies(monkeypatch):
     assert calls == [(600, 3)] and x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_compiler_failure_warns_once_and_falls_back(monkeypatch):
+def fails_to_compile(*args):
+    raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
+
+
+def fresh_compiled_encoding(monkeypatch, compile_fn):
+    """New, not yet compiled loops of the hash encoding, which ``compile_fn`` (standing for torch.compile)
+    will build at their first call."""
     from nerfkit.kernels import compiled, hashgrid_compiled
 
-    def broken(fn, **kwargs):
-        def call(*args):
-            raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
-        return call
-
-    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(torch, "compile", compile_fn)
     forward = compiled.CompiledLoop(hashgrid_compiled._forward, "the compiled hash encoding")
     monkeypatch.setattr(hashgrid_compiled, "_FORWARD", forward)
     monkeypatch.setattr(hashgrid_compiled, "_BACKWARD", compiled.CompiledLoop(
         hashgrid_compiled._backward_terms, "the compiled hash encoding", group=forward))
+
+
+def test_compiler_failure_warns_once_and_falls_back(monkeypatch):
+    from nerfkit.kernels import hashgrid_compiled
+
+    fresh_compiled_encoding(monkeypatch, lambda fn, **kwargs: fails_to_compile)
     enc = tiny_encoder(TINY3, dtype=torch.float32)
     enc.compile = True
     x = torch.rand(400, 3)
@@ -289,20 +296,11 @@ def test_compiler_failure_warns_once_and_falls_back(monkeypatch):
 def test_a_backward_that_fails_to_compile_still_gives_the_table_gradient(monkeypatch):
     """Inductor builds the backward loop at the first backward pass: a failure there warns once, this pass computes
     the same terms eagerly, and the whole compiled encoding (forward too) turns off."""
-    from nerfkit.kernels import compiled, hashgrid_compiled
+    from nerfkit.kernels import hashgrid_compiled
 
-    def compile_all_but_the_backward(fn, **kwargs):
-        if fn is hashgrid_compiled._backward_terms:
-            def call(*args):
-                raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
-            return call
-        return fn  # the forward loop, uncompiled
-
-    monkeypatch.setattr(torch, "compile", compile_all_but_the_backward)
-    forward = compiled.CompiledLoop(hashgrid_compiled._forward, "the compiled hash encoding")
-    monkeypatch.setattr(hashgrid_compiled, "_FORWARD", forward)
-    monkeypatch.setattr(hashgrid_compiled, "_BACKWARD", compiled.CompiledLoop(
-        hashgrid_compiled._backward_terms, "the compiled hash encoding", group=forward))
+    # the forward loop runs uncompiled; the backward's compilation fails
+    fresh_compiled_encoding(monkeypatch, lambda fn, **kwargs: fails_to_compile
+                            if fn is hashgrid_compiled._backward_terms else fn)
     enc = tiny_encoder(TINY3, dtype=torch.float32)
     enc.compile = True
     x, grad_out = torch.rand(400, 3), torch.randn(400, enc.out_dim)
