@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--test-stride", type=int, default=1, help="final evaluation on every N-th test view")
     parser.add_argument("--curve-stride", type=int, default=20, help="curve points on every N-th test view")
     parser.add_argument("--target-samples", type=int, default=None, help="samples per step (default: method's)")
+    parser.add_argument("--steps-per-diagonal", type=int, default=None,
+                        help="marching step = box diagonal / N (default: the method's for the device)")
     parser.add_argument("--log2-hashmap-size", type=int, default=None, help="default: the method's for the device")
     parser.add_argument("--n-levels", type=int, default=None, help="default: the method's for the device")
     parser.add_argument("--max-resolution", type=int, default=None, help="default: the method's for the device")
@@ -67,6 +69,7 @@ def main() -> None:
                           save_every=10**7, save_every_seconds=args.save_every, keep_checkpoints=10**4,
                           log_every=25, progress=False, device=args.device)
         cfg.ngp.target_samples = args.target_samples
+        cfg.ngp.occgrid.steps_per_diagonal = args.steps_per_diagonal
         cfg.ngp.field.log2_hashmap_size = args.log2_hashmap_size
         cfg.ngp.field.n_levels = args.n_levels
         cfg.ngp.field.max_resolution = args.max_resolution
