@@ -61,10 +61,10 @@ def _packed_sum(inputs: Tensor, packed_info: Tensor, ray_of: Tensor, exclusive: 
     """Segmented cumulative sum without padding: one float64 running sum over all samples, less its value where
     each ray begins. (Padding to ``(n_rays, longest ray)`` cost up to 25x the samples when rendering whole images;
     float64 keeps the difference of two large running sums exact to ~1e-16 of the total.)"""
+    if inputs.shape[0] == 0:
+        return inputs.clone()
     x = inputs.double()
     before = torch.cumsum(x, 0) - x  # sum of every sample before this one
-    if x.shape[0] == 0:
-        return inputs.clone()
     base = before[packed_info[:, 0].clamp_max(x.shape[0] - 1)]  # what came before each ray
     out = before - base.index_select(0, ray_of)
     return (out if exclusive else out + x).to(inputs.dtype)

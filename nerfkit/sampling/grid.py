@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import use_triton
+from ..render.pack import pack_info
 from .aabb import ray_aabb_intersect
 from .data_specs import RayIntervals, RaySamples
 
@@ -206,8 +207,7 @@ def traverse_grids(
     n_rays, device = rays_o.shape[0], rays_o.device
     ray_indices, t0, t1, termination = _march(rays_o, rays_d, binaries, aabbs, near_planes, far_planes, step_size,
                                               cone_angle, traverse_steps_limit, rays_mask, compiled)
-    counts = torch.bincount(ray_indices, minlength=n_rays)
-    packed_info = torch.stack([torch.cumsum(counts, 0) - counts, counts], dim=-1)
+    packed_info = pack_info(ray_indices, n_rays)
     samples = RaySamples(vals=(t0 + t1) * 0.5, packed_info=packed_info, ray_indices=ray_indices)
     n = ray_indices.shape[0]
     is_left = torch.zeros(n, 2, dtype=torch.bool, device=device)
@@ -232,8 +232,7 @@ def occupied_steps(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tens
     _check_march_args(rays_o, rays_d, binaries, aabbs, step_size)
     ray_indices, t0, t1, _ = _march(rays_o, rays_d, binaries, aabbs, near_planes, far_planes, step_size, cone_angle,
                                     None, None, compiled)
-    counts = torch.bincount(ray_indices, minlength=rays_o.shape[0])
-    return ray_indices, t0, t1, torch.stack([torch.cumsum(counts, 0) - counts, counts], dim=-1)
+    return ray_indices, t0, t1, pack_info(ray_indices, rays_o.shape[0])
 
 
 def _check_march_args(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, step_size: float) -> None:
