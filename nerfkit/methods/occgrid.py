@@ -16,7 +16,33 @@ from ..render import render_weight_from_density, rendering
 from ..sampling import occupied_steps
 from ..sampling.grid import boxes_span
 
-__all__ = ["OccGridConfig", "OccGridSampler"]
+__all__ = ["OccGridConfig", "OccGridSampler", "footprint_steps"]
+
+
+def footprint_steps(cameras, aabb: Tensor) -> int | None:
+    """Steps per box diagonal that make one marching step as long as a pixel's footprint at the box's centre, as
+    the median camera sees it (distance to the centre / focal length in pixels): the finest detail the images can
+    show there, so finer steps mostly add samples.
+
+    Args:
+        cameras: :class:`~nerfkit.cameras.Cameras` (``c2w (n, 3, 4)``, ``fx``, ``fy (n,)`` in pixels).
+        aabb: ``(6,)`` the box.
+
+    Returns:
+        the number of steps (at least 1), or ``None`` where it has no meaning: no cameras, or rays in
+        normalised device coordinates.
+    """
+    if cameras is None or cameras.c2w.shape[0] == 0 or cameras.ndc is not None:
+        return None
+    aabb = torch.as_tensor(aabb, dtype=torch.float64).reshape(6)
+    centres = cameras.c2w[:, :3, 3].double().cpu()
+    distance = (centres - (aabb[:3] + aabb[3:]) * 0.5).norm(dim=-1)
+    focal = torch.maximum(cameras.fx, cameras.fy).double().cpu()
+    footprint = float((distance / focal).median())
+    diagonal = float((aabb[3:] - aabb[:3]).norm())
+    if not footprint > 0:  # a camera at the centre sees no footprint there
+        return None
+    return max(1, round(diagonal / footprint))
 
 
 @dataclass
@@ -55,6 +81,10 @@ class OccGridConfig:
     samples_per_round: int = 64
     """Rendering (not training) marches live rays in windows of this many steps (doubling each round) and stops
     opaque ones (0: one pass with a separate density pass for early stopping, as in training)."""
+    render_max_samples: int = 1 << 21
+    """Rendering marches at most this many steps at once (live rays x window) and runs the field on at most this
+    many samples at once: it bounds memory where the grid prunes little (NDC scenes, a young grid), whatever the
+    number of rays per call."""
 
     def __post_init__(self) -> None:
         checks = {"resolution": self.resolution is None or self.resolution >= 1, "levels": self.levels >= 1,
@@ -64,7 +94,8 @@ class OccGridConfig:
                   "early-stop-eps": 0 <= self.early_stop_eps < 1, "alpha-thre": 0 <= self.alpha_thre < 1,
                   "occ-thre": self.occ_thre >= 0, "ema-decay": 0 <= self.ema_decay <= 1,
                   "update-every": self.update_every >= 1, "warmup-steps": self.warmup_steps >= 0,
-                  "samples-per-round": self.samples_per_round >= 0}
+                  "samples-per-round": self.samples_per_round >= 0,
+                  "render-max-samples": self.render_max_samples >= 1}
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"occgrid.{name} has an invalid value: "
@@ -168,39 +199,51 @@ class OccGridSampler(nn.Module):
         alive = t_exit > near  # rays that miss every box have t_exit = -inf
         alpha_thre = min(self.cfg.alpha_thre, float(est.occs.mean().item()))
         split = hasattr(field, "density_and_features") and hasattr(field, "color")
-        window, n_samples = self.cfg.samples_per_round, 0
+        window, n_samples, budget = self.cfg.samples_per_round, 0, self.cfg.render_max_samples
         while bool(alive.any()):
-            ids = torch.nonzero(alive)[:, 0]
-            step = torch.clamp(near[ids] * self.cfg.cone_angle, min=self.step_size)
-            far = torch.minimum(near[ids] + window * step, t_exit[ids])
-            local, t_starts, t_ends, packed_info = occupied_steps(
-                rays_o[ids], rays_d[ids], est.binaries, est.aabbs, near[ids], far, self.step_size,
-                self.cfg.cone_angle, compiled=est.compiled_march)
-            if local.numel() > 0:
-                rays = ids[local]
-                mids = (t_starts + t_ends) * 0.5
-                x = rays_o[rays] + rays_d[rays] * mids[:, None]
-                if split:
-                    sigmas, features = field.density_and_features(x)
-                else:
-                    rgbs, sigmas = field(x, rays_d[rays])
-                if alpha_thre > 0:  # faint samples are skipped, as in training's sampling
-                    faint = 1.0 - torch.exp(-sigmas * (t_ends - t_starts)) < alpha_thre
-                    sigmas = torch.where(faint, torch.zeros_like(sigmas), sigmas)
-                weights, trans, _ = render_weight_from_density(
-                    t_starts, t_ends, sigmas, packed_info=packed_info,
-                    prefix_trans=(1.0 - opacity[rays]).clamp_min(0.0))
-                opacity.index_add_(0, rays, weights)
-                depth.index_add_(0, rays, weights * mids)
-                if split:  # colour only what training's sampling would keep: weight > 0, not behind opaque
-                    shade = torch.nonzero((weights > 0) & (trans >= self.cfg.early_stop_eps))[:, 0]
-                    rays, weights = rays[shade], weights[shade]
-                    rgbs = field.color(features[shade], rays_d[rays])
-                rgb.index_add_(0, rays, weights[:, None] * rgbs.to(rgb.dtype))
-                n_samples += local.numel()
-            near[ids] = far
-            alive[ids] = (far < t_exit[ids]) & (opacity[ids] < 1.0 - self.cfg.early_stop_eps)
+            # (memory) at most `budget` steps marched, and samples shaded, at once
+            for ids in torch.nonzero(alive)[:, 0].split(max(1, budget // window)):
+                step = torch.clamp(near[ids] * self.cfg.cone_angle, min=self.step_size)
+                far = torch.minimum(near[ids] + window * step, t_exit[ids])
+                local, t_starts, t_ends, packed_info = occupied_steps(
+                    rays_o[ids], rays_d[ids], est.binaries, est.aabbs, near[ids], far, self.step_size,
+                    self.cfg.cone_angle, compiled=est.compiled_march)
+                if local.numel() > 0:
+                    rays = ids[local]
+                    mids = (t_starts + t_ends) * 0.5
+                    x = rays_o[rays] + rays_d[rays] * mids[:, None]
+                    if split:
+                        sigmas, features = _in_pieces(field.density_and_features, budget, x)
+                    else:
+                        rgbs, sigmas = _in_pieces(field, budget, x, rays_d[rays])
+                    if alpha_thre > 0:  # faint samples are skipped, as in training's sampling
+                        faint = 1.0 - torch.exp(-sigmas * (t_ends - t_starts)) < alpha_thre
+                        sigmas = torch.where(faint, torch.zeros_like(sigmas), sigmas)
+                    weights, trans, _ = render_weight_from_density(
+                        t_starts, t_ends, sigmas, packed_info=packed_info,
+                        prefix_trans=(1.0 - opacity[rays]).clamp_min(0.0))
+                    opacity.index_add_(0, rays, weights)
+                    depth.index_add_(0, rays, weights * mids)
+                    if split:  # colour only what training's sampling would keep: weight > 0, not behind opaque
+                        shade = torch.nonzero((weights > 0) & (trans >= self.cfg.early_stop_eps))[:, 0]
+                        rays, weights = rays[shade], weights[shade]
+                        rgbs = _in_pieces(field.color, budget, features[shade], rays_d[rays])
+                    rgb.index_add_(0, rays, weights[:, None] * rgbs.to(rgb.dtype))
+                    n_samples += local.numel()
+                near[ids] = far
+                alive[ids] = (far < t_exit[ids]) & (opacity[ids] < 1.0 - self.cfg.early_stop_eps)
             window *= 2
         depth = depth / opacity.clamp_min(torch.finfo(depth.dtype).eps)
         rgb = rgb + render_bkgd * (1.0 - opacity[:, None])
         return {"rgb": rgb, "depth": depth, "opacity": opacity, "n_samples": torch.tensor(n_samples)}
+
+
+def _in_pieces(fn, size: int, *args: Tensor):
+    """``fn(*args)`` on slices of at most ``size`` rows of every argument, outputs (tensors or tuples of tensors)
+    concatenated: the same values as one call, with memory bounded by ``size``."""
+    if args[0].shape[0] <= size:
+        return fn(*args)
+    outs = [fn(*piece) for piece in zip(*(a.split(size) for a in args))]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+    return torch.cat(outs)
