@@ -88,3 +88,50 @@ def test_short_ngp_run_learns_the_builtin_scene(tiny_scene_dir, tmp_path):
     train_psnr = [r["psnr"] for r in lines if "psnr" in r]
     early, late = sum(train_psnr[:3]) / 3, sum(train_psnr[-5:]) / 5
     assert late > early + 4.0, (early, late)
+
+
+def _cameras_at(distances, focal, ndc=None):
+    """Cameras on the x axis at ``distances`` from the origin, looking at it, focal length ``focal`` pixels."""
+    from nerfkit.cameras import Cameras, look_at
+
+    eyes = torch.tensor([[float(d), 0.0, 0.0] for d in distances])
+    c2w = torch.stack([look_at(eye, torch.zeros(3), torch.tensor([0.0, 0.0, 1.0])) for eye in eyes])
+    return Cameras(c2w=c2w, fx=focal, fy=focal, cx=50.0, cy=50.0, width=100, height=100, ndc=ndc)
+
+
+def test_footprint_steps_make_one_step_per_pixel_footprint_at_the_box_centre():
+    from nerfkit.cameras import NDC
+    from nerfkit.methods.occgrid import footprint_steps
+
+    box = torch.tensor([-1.0, -1, -1, 1, 1, 1])  # diagonal 2 sqrt(3), centre at the origin
+    # The median camera is 4 units away with a 200-pixel focal length: a footprint of 0.02 there.
+    cameras = _cameras_at([3.0, 4.0, 9.0], 200.0)
+    assert footprint_steps(cameras, box) == round(2 * 3**0.5 / 0.02)  # 173
+    # The distance is to the box's centre, not to the origin.
+    assert footprint_steps(cameras, box + torch.tensor([1.0, 0, 0, 1, 0, 0])) == round(2 * 3**0.5 / (3.0 / 200))
+    assert footprint_steps(_cameras_at([4.0], 800.0), box) == round(2 * 3**0.5 / 0.005)  # finer images, finer steps
+    # No meaning for NDC rays, no cameras, or a camera at the centre.
+    assert footprint_steps(_cameras_at([4.0], 200.0, NDC(200.0, 200.0, 100, 100)), box) is None
+    assert footprint_steps(None, box) is None
+    assert footprint_steps(_cameras_at([0.0], 200.0), box) is None
+
+
+def test_ngp_defaults_follow_the_device_and_on_a_cpu_the_training_cameras():
+    from nerfkit.data.scene import Scene, Split
+
+    cameras = _cameras_at([4.0, 4.0], 200.0)
+    images = torch.zeros(2, 100, 100, 3, dtype=torch.uint8)
+    scene = Scene({"train": Split(images, cameras, ["a.png", "b.png"])}, 2.0, 6.0,
+                  aabb=torch.tensor([-1.0, -1, -1, 1, 1, 1]))
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert NGPConfig().resolved(cpu, scene).occgrid.steps_per_diagonal == 173
+    assert NGPConfig().resolved(cpu).occgrid.steps_per_diagonal == 384  # without cameras
+    assert NGPConfig().resolved(gpu, scene).occgrid.steps_per_diagonal == 1024  # Instant-NGP's on a GPU
+    chosen = NGPConfig()
+    chosen.occgrid.steps_per_diagonal = 300
+    assert chosen.resolved(cpu, scene).occgrid.steps_per_diagonal == 300
+    boxed = NGPConfig()
+    boxed.occgrid.aabb = (-2.0, -2.0, -2.0, 2.0, 2.0, 2.0)  # the grid's own box sets the diagonal
+    assert boxed.resolved(cpu, scene).occgrid.steps_per_diagonal == 346
+    resolved = NGPConfig().resolved(cpu, scene)
+    assert (resolved.occgrid.resolution, resolved.target_samples) == (64, 1 << 14)

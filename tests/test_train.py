@@ -15,7 +15,7 @@ from nerfkit.train.trainer import train
 def tiny_config(tmp_path, cache, **overrides) -> TrainConfig:
     field = VanillaFieldConfig(depth=2, width=32, skips=(), color_width=16, pos_freqs=4, dir_freqs=2)
     data = DataConfig(builtin=BuiltinSceneConfig(resolution=24, n_train=12, n_val=2, n_test=3), cache_dir=cache)
-    base = dict(output=tmp_path / "run", data=data, steps=20, batch_size=128, eval_every=0, eval_images=1,
+    base = dict(output=tmp_path / "run", data=data, method="vanilla", steps=20, batch_size=128, eval_every=0, eval_images=1,
                 save_every=10, log_every=5, progress=False,
                 vanilla=VanillaConfig(n_coarse=8, n_fine=8, coarse=field, fine=field))
     base.update(overrides)
@@ -89,6 +89,18 @@ def test_resume_with_a_different_model_is_refused_clearly(tmp_path, tiny_scene_d
     other.vanilla.n_fine = 4
     with pytest.raises(ValueError, match=r"different --vanilla.\* settings \(--vanilla.n-fine\)"):
         train(other)
+
+
+def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(tmp_path, tiny_scene_dir):
+    """A setting added to the method after the checkpoint was written (here: rendering's sample budget) takes its
+    default and does not block --resume; a changed setting still does (above)."""
+    cache = tiny_scene_dir.parent
+    train(tiny_config(tmp_path, cache, steps=5, save_every=5))
+    path = tmp_path / "run" / "checkpoints" / "step-00000005.pt"
+    state = torch.load(path, weights_only=True)
+    del state["config"]["vanilla"]["occgrid"]["render_max_samples"]
+    torch.save(state, path)
+    assert train(tiny_config(tmp_path, cache, steps=8, resume=True)).step == 8
 
 
 def test_resume_without_checkpoint_is_refused_clearly(tmp_path, tiny_scene_dir):

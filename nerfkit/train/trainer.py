@@ -33,7 +33,7 @@ from ..eval.render import evaluate_split
 from ..methods import METHODS
 from .checkpoint import latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .compile import compile_fields
-from .config import TrainConfig, method_config, to_dict
+from .config import TrainConfig, from_dict, method_config, to_dict
 from .distributed import World, init_world
 from .host_memory import reuse_freed_memory
 from .precision import autocast, check_precision, grad_scaler
@@ -165,8 +165,6 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 def _train(cfg: TrainConfig, world: World) -> TrainResult:
     device = world.device
-    if hasattr(method_config(cfg), "resolved"):  # fill in the method's device-dependent defaults
-        cfg = dataclasses.replace(cfg, **{cfg.method: method_config(cfg).resolved(device)})
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     if cfg.reuse_host_memory:
@@ -176,6 +174,8 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     scene = load_scene(cfg.data)
     if world.is_main:
         world.barrier()
+    if hasattr(method_config(cfg), "resolved"):  # fill in the method's defaults for the device and the scene
+        cfg = dataclasses.replace(cfg, **{cfg.method: method_config(cfg).resolved(device, scene)})
     train_split = scene.split("train").to(device)
     val_split = scene.eval_split()  # its pixels are decoded at the first validation
     sampler = RaySampler(train_split, world.rank, world.size)  # (DDP) this rank's share of a global batch
@@ -370,7 +370,9 @@ def _check_resumable(cfg: TrainConfig, path: Path, state: dict) -> None:
     if saved_method != cfg.method:
         raise ValueError(f"--resume: {path} was trained with --method {saved_method}, not {cfg.method}; "
                          "resume with the same method or use a new --output folder")
-    saved_model, wanted_model = state["config"].get(cfg.method) or {}, to_dict(method_config(cfg))
+    # Settings added since the checkpoint was written take their defaults (from_dict), so they do not count.
+    wanted_model = to_dict(method_config(cfg))
+    saved_model = to_dict(from_dict(type(method_config(cfg)), state["config"].get(cfg.method) or {}))
     if saved_model != wanted_model:
         changed = sorted(k for k, v in wanted_model.items() if saved_model.get(k) != v)
         prefix = f"--{cfg.method}."
