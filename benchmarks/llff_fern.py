@@ -1,11 +1,13 @@
-"""The real LLFF fern scene on CPU: load it, train vanilla NeRF in NDC for a fixed wall time, evaluate on the
-held-out views, render the forward-facing spiral video — what ``nerfkit train | eval | render`` do on it.
+"""The real LLFF fern scene on CPU: load it, train a method (vanilla NeRF unless --method ngp) in NDC for a fixed
+wall time, evaluate on the held-out views, render the forward-facing spiral video — what ``nerfkit train | eval |
+render`` do on it.
 
     python benchmarks/llff_fern.py [--data ../shared/data/nerf_llff_data/fern] [--seconds 240] [--downscale 8]
+                                   [--method vanilla | ngp] [--output benchmarks/results/llff_fern.json]
 
 Protocol: LLFF's hold-out (every 8th image: 3 test views), images at 1/``--downscale`` of full resolution
-(504x378 from images_8), mean per-image PSNR/SSIM. Writes benchmarks/results/llff_fern.json and the video to
-benchmarks/results/llff_fern_spiral.mp4 unless --no-video.
+(504x378 from images_8), mean per-image PSNR/SSIM. Writes benchmarks/results/llff_fern.json (or --output) and,
+unless --no-video, the video beside it (the output's name + _spiral.mp4).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--render-scale", type=float, default=0.5, help="video resolution relative to the images")
     parser.add_argument("--no-video", action="store_true")
+    parser.add_argument("--method", default="vanilla", choices=["vanilla", "ngp"])
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "llff_fern.json")
     args = parser.parse_args()
     if not (args.data / "poses_bounds.npy").is_file():
@@ -40,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         start = time.perf_counter()
-        assert nerfkit(["train", "--data.path", str(args.data), "--data.downscale", str(args.downscale),
+        assert nerfkit(["train", "--method", args.method, "--data.path", str(args.data), "--data.downscale", str(args.downscale),
                         "--output", str(run), "--steps", "1000000", "--max-time", str(args.seconds),
                         "--eval-every", "0", "--save-every", "1000000", "--no-progress",
                         "--data.cache-dir", str(Path(tmp) / "cache")]) == 0
@@ -51,14 +54,14 @@ def main() -> None:
         scene = json.loads((run / "scene.json").read_text())
         video = None
         if not args.no_video:
-            video = args.output.with_name("llff_fern_spiral.mp4")
+            video = args.output.with_name(args.output.stem + "_spiral.mp4")
             start = time.perf_counter()
             assert nerfkit(["render", "--run", str(run), "--frames", str(args.frames), "--scale",
                             str(args.render_scale), "--output", str(video)]) == 0
             render_seconds = time.perf_counter() - start
     logged = [r for r in lines if "rays_per_s" in r]
     record = {
-        "benchmark": "vanilla NeRF (occupancy grid, NDC) on LLFF fern, CPU, fixed wall time",
+        "benchmark": f"--method {args.method} (occupancy grid, NDC) on LLFF fern, CPU, fixed wall time",
         "protocol": f"LLFF hold-out (every 8th image), 1/{args.downscale} resolution, mean per-image PSNR/SSIM",
         "train_seconds": logged[-1]["elapsed"], "train_wall_seconds": train_wall, "steps": logged[-1]["step"],
         "rays_per_s": sum(r["rays_per_s"] for r in logged[-10:]) / len(logged[-10:]),

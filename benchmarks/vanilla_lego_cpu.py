@@ -32,6 +32,7 @@ def run(data: Path, seconds: float, estimator: str, test_stride: int) -> dict:
     """Trains for ``seconds`` with ``estimator`` and evaluates on every ``test_stride``-th test view."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(output=Path(tmp), data=DataConfig(path=data, downscale=8, background="random"),
+                          method="vanilla",
                           steps=10**6, max_time=seconds, eval_every=0, eval_images=0, save_every=10**6,
                           log_every=50, progress=False)
         cfg.vanilla.estimator = estimator

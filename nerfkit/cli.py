@@ -32,7 +32,7 @@ class EvalConfig:
     max_images: int | None = None
     """Evaluate only the first N images (default: all)."""
     chunk: int | None = None
-    """Rays rendered at once (default: the method's; 1024 for vanilla, 4096 for ngp)."""
+    """Rays rendered at once (default: the method's; 1024 for vanilla, 65536 for ngp)."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', ..."""
 
@@ -66,7 +66,7 @@ class RenderConfig:
     scale: float = 1.0
     """Resolution relative to the test images."""
     chunk: int | None = None
-    """Rays rendered at once (default: the method's; 1024 for vanilla, 4096 for ngp)."""
+    """Rays rendered at once (default: the method's; 1024 for vanilla, 65536 for ngp)."""
     device: str = "auto"
     """'auto', 'cpu', 'cuda', ..."""
 

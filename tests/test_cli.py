@@ -6,7 +6,7 @@ import pytest
 
 from nerfkit.cli import main
 
-TINY = ["--data.builtin.resolution", "24", "--data.builtin.n-train", "12", "--data.builtin.n-val", "2",
+TINY = ["--method", "vanilla", "--data.builtin.resolution", "24", "--data.builtin.n-train", "12", "--data.builtin.n-val", "2",
         "--data.builtin.n-test", "3", "--vanilla.n-coarse", "8", "--vanilla.n-fine", "8",
         "--vanilla.coarse.depth", "2", "--vanilla.coarse.width", "32", "--vanilla.coarse.skips",
         "--vanilla.fine.depth", "2", "--vanilla.fine.width", "32", "--vanilla.fine.skips",

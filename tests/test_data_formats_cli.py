@@ -9,7 +9,7 @@ import torch
 from nerfkit.cli import main
 from nerfkit.data import detect_format, load_blender
 
-TINY = ["--vanilla.fine.depth", "2", "--vanilla.fine.width", "32", "--vanilla.fine.skips",
+TINY = ["--method", "vanilla", "--vanilla.fine.depth", "2", "--vanilla.fine.width", "32", "--vanilla.fine.skips",
         "--vanilla.occgrid.resolution", "16", "--batch-size", "128", "--eval-images", "1", "--no-progress",
         "--steps", "6", "--data.hold-every", "4"]
 

@@ -17,7 +17,7 @@ from nerfkit.eval.video import spiral_cameras
 
 FERN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nerf_llff_data" / "fern"
 FERN_FOCAL = 3260.526333  # poses_bounds.npy's focal length for the 4032x3024 originals
-TINY_VANILLA = ["--vanilla.estimator", "coarse-to-fine", "--vanilla.n-coarse", "8", "--vanilla.n-fine", "8",
+TINY_VANILLA = ["--method", "vanilla", "--vanilla.estimator", "coarse-to-fine", "--vanilla.n-coarse", "8", "--vanilla.n-fine", "8",
                 "--vanilla.coarse.depth", "2", "--vanilla.coarse.width", "32", "--vanilla.coarse.skips",
                 "--vanilla.fine.depth", "2", "--vanilla.fine.width", "32", "--vanilla.fine.skips", "--batch-size", "64",
                 "--eval-images", "1", "--no-progress"]

@@ -17,7 +17,7 @@ from test_cli import TINY_NGP
 
 REPO = Path(__file__).resolve().parents[1]
 HELPER = str(Path(__file__).resolve().parent / "ddp_helper.py")
-TINY = ["--data.builtin.resolution", "24", "--data.builtin.n-train", "12", "--data.builtin.n-val", "2",
+TINY = ["--method", "vanilla", "--data.builtin.resolution", "24", "--data.builtin.n-train", "12", "--data.builtin.n-val", "2",
         "--data.builtin.n-test", "3", "--vanilla.n-coarse", "8", "--vanilla.n-fine", "8",
         "--vanilla.coarse.depth", "2", "--vanilla.coarse.width", "32", "--vanilla.coarse.skips",
         "--vanilla.fine.depth", "2", "--vanilla.fine.width", "32", "--vanilla.fine.skips",

@@ -23,9 +23,9 @@ class TrainConfig:
     """Run folder: checkpoints, metrics log, config, evaluation results."""
     data: DataConfig = field(default_factory=DataConfig)
     """The dataset and how its images are presented."""
-    method: Literal["vanilla", "ngp"] = "vanilla"
-    """The method: 'vanilla' NeRF (frequency-encoded MLPs; coarse-to-fine or occupancy-grid sampling) or
-    'ngp' (Instant-NGP: hash grid, tiny MLPs, occupancy grid)."""
+    method: Literal["vanilla", "ngp"] = "ngp"
+    """The method: 'ngp' (Instant-NGP: hash grid, tiny MLPs, occupancy grid; the default, as it reaches a given
+    quality soonest) or 'vanilla' NeRF (frequency-encoded MLPs; coarse-to-fine or occupancy-grid sampling)."""
     vanilla: VanillaConfig = field(default_factory=VanillaConfig)
     """Settings of the vanilla method."""
     ngp: NGPConfig = field(default_factory=NGPConfig)
@@ -64,7 +64,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep."""
     chunk: int | None = None
-    """Rays rendered at once during evaluation (default: the method's; 1024 for vanilla, 4096 for ngp)."""
+    """Rays rendered at once during evaluation (default: the method's; 1024 for vanilla, 65536 for ngp)."""
     resume: bool = False
     """Continue from the latest checkpoint in the output folder."""
     progress: bool = True
