@@ -30,13 +30,13 @@ from nerfkit.cli import load_run  # noqa: E402
 from nerfkit.data.rays import RaySampler, composite  # noqa: E402
 from nerfkit.eval.render import render_camera  # noqa: E402
 from nerfkit.train.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
-from nerfkit.train.trainer import background_colors  # noqa: E402
+from nerfkit.train.trainer import adam, background_colors  # noqa: E402
 
 
 def train_steps(model, state: dict, sampler: RaySampler, background: str, steps: int, lr: float) -> dict:
     """Warm-up then ``steps`` timed training steps from ``state``; returns the figures."""
     model.load_state_dict(state["model"])
-    optimizer = torch.optim.Adam(model.param_groups(), lr=lr, eps=model.adam_eps)
+    optimizer = adam(model.param_groups(), lr, model.adam_eps, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     batch_size, start_step = int(state["batch_size"]), int(state["step"])
     samples, elapsed = 0, 0.0

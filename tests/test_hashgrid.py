@@ -259,6 +259,33 @@ def test_encoder_takes_the_compiled_loop_only_where_it_applies(monkeypatch):
     assert calls == [(600, 3)] and x.grad is not None and x.grad.abs().sum() > 0
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_encoder_takes_an_encoding_from_a_gradient_free_pass_and_computes_only_its_gradient():
+    """``encoder(x, encoded)`` on the fused loop: ``encoded`` is the output (not recomputed) and the table gets
+    the gradient of ``encoder(x)``; where the loop does not run (a small batch) ``encoded`` is ignored; a
+    wrongly shaped one is refused by name."""
+    enc = tiny_encoder(TINY3, dtype=torch.float32)
+    enc.compile = True
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 300, 3, generator=g)
+    grad_out = torch.randn(2, 300, enc.out_dim, generator=g)
+    with torch.no_grad():
+        encoded = compiled_or_skip(lambda: enc(x))
+    assert enc.takes_encoded(x)
+    plain = enc(x)
+    plain.backward(grad_out)
+    expected, enc.embeddings.grad = enc.embeddings.grad.clone(), None
+    out = enc(x, encoded)
+    out.backward(grad_out)
+    assert torch.equal(out, plain) and torch.equal(enc.embeddings.grad, expected)
+    assert torch.equal(enc(x, encoded + 1.0), encoded + 1.0)  # taken as given: the loop did not run
+    small = x[:, :10]
+    assert not enc.takes_encoded(small)
+    assert torch.equal(enc(small, torch.zeros(2, 10, enc.out_dim)), enc(small))
+    with pytest.raises(ValueError, match="encoded has shape"):
+        enc(x, encoded[:, :5])
+
+
 def fails_to_compile(*args):
     raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
 

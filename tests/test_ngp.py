@@ -60,6 +60,46 @@ def test_fields_split_their_forward_pass_into_density_and_colour():
         torch.testing.assert_close(field.query_density(x), sigma)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # from torch.compile's own imports
+def test_training_renders_reuse_the_encoding_of_the_early_stopping_pass(monkeypatch):
+    """The kept samples' encodings from the density pass go back into the field's forward: the same image and
+    the same gradients as encoding them again, with one encoding call fewer."""
+    from nerfkit.encoders import HashGridEncoder
+
+    torch.manual_seed(0)
+    model = InstantNGP(NGPConfig(field=small_field_config(), target_samples=4096), 0.5, 5.0,
+                       torch.tensor([-1.0, -1, -1, 1, 1, 1]))
+    model.occgrid.step_size = 0.01  # enough samples per batch for the fused loop
+    model.train()
+    g = torch.Generator().manual_seed(1)
+    rays_o = torch.randn(64, 3, generator=g) * 0.1 + torch.tensor([0.0, 0.0, 3.0])
+    rays_d = torch.nn.functional.normalize(torch.randn(64, 3, generator=g) * 0.2 + torch.tensor([0.0, 0, -1]),
+                                           dim=-1)
+    calls = []
+    monkeypatch.setattr(HashGridEncoder, "forward",
+                        lambda self, x, encoded=None, _f=HashGridEncoder.forward: calls.append(encoded is not None)
+                        or _f(self, x, encoded))
+
+    def render(reuse: bool):
+        if not reuse:
+            monkeypatch.setattr(NGPField, "density_and_encoding",
+                                lambda self, x: (self.query_density(x), None))
+        calls.clear()
+        model.zero_grad()
+        out = model(rays_o, rays_d, torch.ones(3), torch.Generator().manual_seed(2))
+        out["rgb"].sum().backward()
+        return out["rgb"].detach(), model.field.encoder.embeddings.grad.clone(), list(calls)
+
+    rgb, grad, reused_calls = render(True)
+    if not model.field.encoder.takes_encoded(torch.rand(1000, 3)):
+        pytest.skip("torch.compile cannot build the fused hash-encoding loop here")
+    ref_rgb, ref_grad, plain_calls = render(False)
+    assert reused_calls == [False, True] and plain_calls == [False, False]
+    assert grad.abs().sum() > 0
+    torch.testing.assert_close(rgb, ref_rgb, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-6)
+
+
 def test_batch_size_adapts_to_the_sample_budget():
     model = InstantNGP(NGPConfig(field=small_field_config(), target_samples=4096), 0.5, 5.0,
                        torch.tensor([-1.0, -1, -1, 1, 1, 1]))

@@ -232,6 +232,28 @@ def test_sampling_stays_in_the_occupied_region_and_early_stop_prunes():
     assert ray_indices.numel() == 0
 
 
+def test_sampling_with_indices_says_which_of_the_queried_samples_it_kept():
+    """The kept samples are the queried ones at ``kept``, and the same as :meth:`sampling`'s; no query, no
+    index."""
+    est = trained_estimator()
+    rays_o = torch.tensor([[0.0, 0, 3], [0.2, 0.1, 3], [0.9, 0.9, 3]])
+    rays_d = torch.tensor([[0.0, 0, -1], [0, 0, -1], [0, 0, -1]])
+    seen = {}
+
+    def sigma_fn(t0, t1, r):
+        seen.update(t0=t0, t1=t1, r=r)
+        return torch.where(t0 > 2.8, 300.0, 0.5)  # faint, then opaque: early stopping drops the rest
+
+    r, t0, t1, kept = est.sampling_with_indices(rays_o, rays_d, sigma_fn=sigma_fn, render_step_size=0.02)
+    assert kept.dtype == torch.int64 and 0 < kept.numel() < seen["t0"].numel()
+    assert torch.equal(r, seen["r"][kept]) and torch.equal(t0, seen["t0"][kept])
+    assert torch.equal(t1, seen["t1"][kept])
+    same = est.sampling(rays_o, rays_d, sigma_fn=sigma_fn, render_step_size=0.02)
+    assert all(torch.equal(a, b) for a, b in zip(same, (r, t0, t1)))
+    *_, kept = est.sampling_with_indices(rays_o, rays_d, render_step_size=0.02)
+    assert kept is None
+
+
 def test_stratified_sampling_shifts_the_steps_by_less_than_a_step():
     est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=8)
     rays_o, rays_d = torch.tensor([[0.0, 0, 3]]), torch.tensor([[0.0, 0, -1]])

@@ -27,8 +27,8 @@ sums/XORs/products), then one ``torch.nn.functional.embedding_bag(mode="sum", pe
 blends them. Its backward is written out (one 1-D ``index_add_`` per feature column into the table, and the weights'
 gradient for ``x``): on CPU (2 threads) per-column accumulation is ~3x faster than accumulating ``(rows, F)``
 slices (76 ms against 226 ms for 10^5 points, 8 levels). ``HashGridEncoder(compile=True)`` takes the fused loop
-of :mod:`nerfkit.kernels.hashgrid_compiled` instead for gradient-free batches (forward 5-9x faster on CPU; see
-``benchmarks/hashgrid_cpu.py``). Differentiable (first order) w.r.t. the table and the positions.
+of :mod:`nerfkit.kernels.hashgrid_compiled` instead wherever the positions need no gradient (forward ~10x
+faster on CPU; see ``benchmarks/hashgrid_cpu.py``). Differentiable (first order) w.r.t. the table and the positions.
 """
 
 from __future__ import annotations
@@ -199,8 +199,8 @@ class HashGridEncoder(nn.Module):
         per_level_scale: growth factor ``b`` between levels; overrides ``max_resolution``.
         init_scale: the table starts uniform in ``[-init_scale, init_scale]``.
         compile: off CUDA, encode with the fused loop that ``torch.compile`` generates
-            (:mod:`nerfkit.kernels.hashgrid_compiled`; forward 5-9x faster on CPU, after ~20 s of compilation once per
-            process, less when inductor's disk cache has it) wherever the positions need no gradient; the
+            (:mod:`nerfkit.kernels.hashgrid_compiled`; forward ~10x faster on CPU, after ~20 s of compilation once
+            per process, less when inductor's disk cache has it) wherever the positions need no gradient; the
             reference where they do, or where the compiler is unavailable (with one warning).
 
     Input ``(..., in_dim)`` in ``[0, 1]`` (values outside are clamped: normalise scene boxes first); output
@@ -255,27 +255,44 @@ class HashGridEncoder(nn.Module):
     def out_dim(self) -> int:
         return self.n_levels * self.n_features_per_level
 
+    def takes_encoded(self, x: Tensor) -> bool:
+        """Whether :meth:`forward` on positions like ``x`` runs the fused CPU loop, which can take the encoding
+        from an earlier gradient-free pass (``encoded``)."""
+        if not self.compile or x.requires_grad or use_triton(x, self.embeddings):
+            return False
+        from ..kernels.hashgrid_compiled import MIN_POINTS, compiled_encoding_available
+
+        return x.numel() >= MIN_POINTS * self.in_dim and compiled_encoding_available()
+
     def extra_repr(self) -> str:
         return (f"in_dim={self.in_dim}, n_levels={self.n_levels}, n_features_per_level={self.n_features_per_level}, "
                 f"log2_hashmap_size={self.log2_hashmap_size}, resolutions={self.level_resolutions[0]}.."
                 f"{self.level_resolutions[-1]} (x{self.per_level_scale:.4f}), rows={self.embeddings.shape[0]}")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(..., in_dim)`` in ``[0, 1]`` -> ``(..., n_levels * n_features_per_level)``."""
+    def forward(self, x: Tensor, encoded: Tensor | None = None) -> Tensor:
+        """``(..., in_dim)`` in ``[0, 1]`` -> ``(..., n_levels * n_features_per_level)``.
+
+        ``encoded``: optionally, this very result, computed before without gradient (the density pass of
+        early stopping computes it for every sample): where the fused CPU loop runs, it is taken as the output and
+        only the gradient into the table is computed; elsewhere it is ignored.
+        """
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"expected (..., {self.in_dim}) positions, got shape {tuple(x.shape)}")
+        if encoded is not None and encoded.shape != (*x.shape[:-1], self.out_dim):
+            raise ValueError(f"encoded has shape {tuple(encoded.shape)}, expected "
+                             f"{(*x.shape[:-1], self.out_dim)} for positions of shape {tuple(x.shape)}")
         if use_triton(x, self.embeddings):
             from ..kernels.hashgrid_triton import hash_grid_encode_triton
 
             return hash_grid_encode_triton(x, self.embeddings, self.offsets, self.resolutions, self.log2_hashmap_size)
-        if self.compile and not x.requires_grad:
+        if self.takes_encoded(x):
             # imported here: torch.compile's machinery (and with it triton) loads only when asked for
-            from ..kernels.hashgrid_compiled import MIN_POINTS, hash_grid_encode_compiled
+            from ..kernels.hashgrid_compiled import hash_grid_encode_compiled
 
-            if x.numel() >= MIN_POINTS * self.in_dim:
-                out = hash_grid_encode_compiled(x.reshape(-1, self.in_dim), self.embeddings, self.offsets,
-                                                self.resolutions, self.log2_hashmap_size)
-                if out is not None:
-                    return out.view(*x.shape[:-1], self.out_dim)
+            out = hash_grid_encode_compiled(
+                x.reshape(-1, self.in_dim), self.embeddings, self.offsets, self.resolutions, self.log2_hashmap_size,
+                None if encoded is None else encoded.reshape(-1, self.out_dim))
+            if out is not None:
+                return out.view(*x.shape[:-1], self.out_dim)
         return hash_grid_encode(x, self.embeddings, self.offsets, self.resolutions, self.log2_hashmap_size,
                                 n_dense=self.n_dense)

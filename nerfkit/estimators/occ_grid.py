@@ -83,8 +83,9 @@ class OccGridEstimator(nn.Module):
         stratified: bool = False,
         cone_angle: float = 0.0,
         generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Samples along rays in occupied cells.
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """:meth:`sampling` (a nerfkit addition to nerfacc's API), which also says which of the samples given to
+        ``sigma_fn`` (or ``alpha_fn``) it kept.
 
         Args:
             rays_o, rays_d: ``(n_rays, 3)`` origins and directions.
@@ -101,6 +102,53 @@ class OccGridEstimator(nn.Module):
 
         Returns:
             ``ray_indices (N,)`` int64, ``t_starts (N,)``, ``t_ends (N,)``: packed samples grouped by ray.
+        """
+        return self.sampling_with_indices(
+            rays_o, rays_d, sigma_fn, alpha_fn, near_plane, far_plane, t_min, t_max, render_step_size,
+            early_stop_eps, alpha_thre, stratified, cone_angle, generator)[:3]
+
+    @torch.no_grad()
+    def sampling_with_indices(
+        self,
+        # rays
+        rays_o: Tensor,
+        rays_d: Tensor,
+        # radiance field (for early termination and alpha pruning)
+        sigma_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+        alpha_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+        # ray bounds
+        near_plane: float = 0.0,
+        far_plane: float = 1e10,
+        t_min: Tensor | None = None,
+        t_max: Tensor | None = None,
+        # marching options
+        render_step_size: float = 1e-3,
+        early_stop_eps: float = 1e-4,
+        alpha_thre: float = 0.0,
+        stratified: bool = False,
+        cone_angle: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """:meth:`sampling` (a nerfkit addition to nerfacc's API), which also says which of the samples given to
+        ``sigma_fn`` (or ``alpha_fn``) it kept.
+
+        Args:
+            rays_o, rays_d: ``(n_rays, 3)`` origins and directions.
+            sigma_fn: ``f(t_starts (N,), t_ends (N,), ray_indices (N,)) -> sigmas (N,)``; with it (or
+                ``alpha_fn``) samples behind an opaque surface (transmittance ``< early_stop_eps``) and
+                samples with opacity ``< alpha_thre`` are dropped (the threshold is capped by the grid's mean
+                opacity estimate, so a young grid prunes gently).
+            alpha_fn: the same, returning opacities ``(N,)``.
+            near_plane, far_plane: bounds on ``t`` for every ray; t_min, t_max: optional ``(n_rays,)`` per-ray
+                bounds, intersected with them.
+            render_step_size: the marching step; cone_angle: steps grow as ``cone_angle * t`` far away.
+            stratified: shift each ray's steps by a random fraction of a step (training).
+            generator: random source for ``stratified``.
+
+        Returns:
+            ``ray_indices (N,)`` int64, ``t_starts (N,)``, ``t_ends (N,)``: packed samples grouped by ray, and
+            ``kept (N,)`` int64, where each of them was in what ``sigma_fn`` (or ``alpha_fn``) was given (``None``
+            where neither was called: nothing was dropped), so that a field can reuse what it computed there.
         """
         if sigma_fn is not None and alpha_fn is not None:
             raise ValueError("give at most one of sigma_fn and alpha_fn")
@@ -130,8 +178,9 @@ class OccGridEstimator(nn.Module):
                 _check_shape("alpha_fn", alphas, t_starts)
                 keep = render_visibility_from_alpha(alphas, packed_info, early_stop_eps=early_stop_eps,
                                                     alpha_thre=alpha_thre)
-            ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
-        return ray_indices, t_starts, t_ends
+            kept = torch.nonzero(keep)[:, 0]
+            return ray_indices[kept], t_starts[kept], t_ends[kept], kept
+        return ray_indices, t_starts, t_ends, None
 
     # ------------------------------------------------------------------------------------------------ updates
     @torch.no_grad()

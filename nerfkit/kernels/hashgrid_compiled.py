@@ -3,16 +3,22 @@
 Reference: :func:`nerfkit.encoders.hashgrid.hash_grid_encode` (same conventions, same results up to float
 rounding). The reference materialises ``(n_points, L, 2^D)`` corner rows and weights in ~15 passes over memory
 and then gathers; here the corners are unrolled (``2^D`` of them) and the levels vectorised, so that inductor
-emits a single loop over ``(point, level)`` that computes each corner's row and weight in registers and reads the
+emits a single loop over ``(level, point)`` that computes each corner's row and weight in registers and reads the
 table directly. No ``(n_points, L, 2^D)`` tensor exists in the forward pass.
+
+Both loops work level-major: the points come in coordinate-major (``(D, n)``, one contiguous row per coordinate)
+and the features go out as ``(L, F, n)`` (returned as the transposed ``(n, L * F)`` view). Inductor then
+vectorises along the points and shares the levels among threads. With the point-major layout of the inputs and
+outputs it tiled both loops in 8 x 8 blocks of (level, point), which left a single block row of levels, so one
+thread, for the 8 levels of the CPU default: lego training batches (36k points) took 11.4 against 21.7 ms forward
+and 34.8 against 67.3 ms forward + backward once level-major (2-core test machine, 2026-11-30, interleaved calls;
+the same numbers, bit for bit).
 
 The backward pass (gradient into the table only) runs one fused loop that writes, level-major, each corner's
 feature position ``row * F + f`` within its level (int32) and its contribution; then one ``bincount`` per level
 adds them into that level's ``(rows, F)`` block, the levels on parallel threads. A level's block (1 MiB for 2^17
 rows of 2 float32 features) stays in the caches while its terms stream through, which the ``index_add_`` of a
-whole table column did not: forward + backward of 67k points (a lego training batch) took 105-120 ms against
-132-172 ms that way on the 2-core test machine (2026-11-30, interleaved runs; ``benchmarks/hashgrid_cpu.py`` and
-``benchmarks/ngp_paths_cpu.py`` give the recorded figures).
+whole table column did not. ``benchmarks/hashgrid_cpu.py`` gives the recorded figures against the reference.
 
 Compilation takes ~20 s + ~10 s the first time, a few seconds once inductor's disk cache holds it; the point
 count is a dynamic dimension, so a new batch size does not recompile. The gain is largest in the gradient-free
@@ -31,7 +37,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..encoders.hashgrid import _level_multipliers, level_cells
+from ..encoders.hashgrid import _level_multipliers
 from .compiled import CompiledLoop
 
 __all__ = ["hash_grid_encode_compiled", "compiled_encoding_available", "MIN_POINTS"]
@@ -55,32 +61,42 @@ def _corner(cell: Tensor, frac: Tensor, corner: int, mult: Tensor, hashed: Tenso
     return torch.where(hashed, xor & mask, dense) + offsets, weight
 
 
-def _forward(x: Tensor, table: Tensor, resolutions: Tensor, mult: Tensor, hashed: Tensor, offsets: Tensor,
+def _cells_t(x_t: Tensor, resolutions: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`~nerfkit.encoders.hashgrid.level_cells` of coordinate-major points ``x_t (D, n)``: ``cell`` and
+    ``frac`` as ``(L, n, D)`` views of level-major arrays (the same arithmetic, the same numbers)."""
+    res_f = resolutions.to(torch.promote_types(x_t.dtype, torch.float32))
+    pos = x_t.to(res_f.dtype).clamp(0.0, 1.0)[None] * res_f[:, None, None]  # (L, D, n)
+    i0 = torch.minimum(pos.floor(), (res_f - 1.0)[:, None, None])  # x = 1 lies in the last cell
+    return i0.long().transpose(1, 2), (pos - i0).transpose(1, 2)
+
+
+def _forward(x_t: Tensor, table: Tensor, resolutions: Tensor, mult: Tensor, hashed: Tensor, offsets: Tensor,
              mask: int) -> Tensor:
-    cell, frac = level_cells(x, resolutions)
+    """Coordinate-major points ``x_t (D, n)`` -> level-major features ``(L, F, n)``."""
+    cell, frac = _cells_t(x_t, resolutions)
     n_feat = table.shape[-1]
     out = [None] * n_feat
-    for c in range(2 ** x.shape[-1]):
-        rows, w = _corner(cell, frac, c, mult, hashed, offsets, mask)
+    for c in range(2 ** x_t.shape[0]):
+        rows, w = _corner(cell, frac, c, mult[:, None], hashed[:, None], offsets[:, None], mask)  # (L, n)
         w = w.to(table.dtype)
         for f in range(n_feat):
             term = table[:, f][rows] * w
             out[f] = term if out[f] is None else out[f] + term
-    return torch.stack(out, dim=-1).flatten(1)  # (n, L, F) -> (n, L * F), level-major
+    return torch.stack(out, dim=1)
 
 
-def _backward_terms(x: Tensor, grad: Tensor, resolutions: Tensor, mult: Tensor, hashed: Tensor, mask: int,
+def _backward_terms(x_t: Tensor, grad_t: Tensor, resolutions: Tensor, mult: Tensor, hashed: Tensor, mask: int,
                     index_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Level-major scatter terms of the table's gradient: ``index (L, 2^D * F, n)``, the position ``row * F + f``
-    inside the level's own ``(rows, F)`` block of every corner's feature, and ``contrib (L, 2^D * F, n)``, what it
-    adds there (the corner's weight times the output's gradient)."""
-    cell, frac = level_cells(x, resolutions)
-    cell, frac = cell.transpose(0, 1), frac.transpose(0, 1)  # (L, n, D): each level's terms contiguous
-    grad = grad.view(grad.shape[0], resolutions.shape[0], -1).permute(1, 2, 0)  # (L, F, n)
+    """Level-major scatter terms of the table's gradient, from coordinate-major points ``x_t (D, n)`` and the
+    output's gradient ``grad_t (L * F, n)``: ``index (L, 2^D * F, n)``, the position ``row * F + f`` inside the
+    level's own ``(rows, F)`` block of every corner's feature, and ``contrib (L, 2^D * F, n)``, what it adds there
+    (the corner's weight times the output's gradient)."""
+    cell, frac = _cells_t(x_t, resolutions)
+    grad = grad_t.view(resolutions.shape[0], -1, grad_t.shape[-1])  # (L, F, n)
     n_feat = grad.shape[1]
     no_offset = torch.zeros_like(resolutions)[:, None]  # rows within the level
     index, contrib = [], []
-    for c in range(2 ** x.shape[-1]):
+    for c in range(2 ** x_t.shape[0]):
         rows, w = _corner(cell, frac, c, mult[:, None], hashed[:, None], no_offset, mask)  # (L, n)
         w = w.to(grad.dtype)
         for f in range(n_feat):
@@ -101,31 +117,35 @@ def _level_constants(offsets: Tensor, resolutions: Tensor, in_dim: int, log2_has
 
 class _CompiledHashEncode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor, log2_hashmap_size: int
-                ) -> Tensor:
+    def forward(ctx, x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor, log2_hashmap_size: int,
+                encoded: Tensor | None = None) -> Tensor:
         mult, hashed, offs = _level_constants(offsets, resolutions, x.shape[-1], log2_hashmap_size)
         mask = 2 ** log2_hashmap_size - 1
-        ctx.save_for_backward(x, resolutions, mult, hashed)
+        x_t = x.t().contiguous()
+        ctx.save_for_backward(x_t, resolutions, mult, hashed)
         ctx.mask, ctx.table_dtype, ctx.offsets = mask, table.dtype, offsets
-        args = (x, table, resolutions, mult, hashed, offs, mask)
+        if encoded is not None:  # the caller has these values already (from a gradient-free pass)
+            return encoded
+        args = (x_t, table, resolutions, mult, hashed, offs, mask)
         out = _FORWARD(*args)
-        return _forward(*args) if out is None else out  # the compiler failed on this call: the same loop, eager
+        out = _forward(*args) if out is None else out  # the compiler failed on this call: the same loop, eager
+        return out.view(-1, x.shape[0]).t()  # (L, F, n) -> (n, L * F), a transposed view
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        x, resolutions, mult, hashed = ctx.saved_tensors
+        x_t, resolutions, mult, hashed = ctx.saved_tensors
         grad_table = None
         if ctx.needs_input_grad[1]:
-            grad = grad.contiguous()
+            grad_t = grad.t().contiguous()  # (L * F, n): level-major, as the loop writes its terms
             n_feat = grad.shape[-1] // resolutions.shape[0]
             sizes = (ctx.offsets[1:resolutions.shape[0] + 1] - ctx.offsets[:resolutions.shape[0]]).tolist()
             index_dtype = torch.int32 if max(sizes) * n_feat < 2 ** 31 else torch.int64
-            args = (x, grad, resolutions, mult, hashed, ctx.mask, index_dtype)
+            args = (x_t, grad_t, resolutions, mult, hashed, ctx.mask, index_dtype)
             terms = _BACKWARD(*args)  # None where the compiler failed: the same loop, eager
             index, contrib = _backward_terms(*args) if terms is None else terms
             grad_table = _accumulate_levels(index, contrib, sizes, n_feat).to(ctx.table_dtype)
-        return None, grad_table, None, None, None
+        return None, grad_table, None, None, None, None
 
 
 def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat: int) -> Tensor:
@@ -157,9 +177,11 @@ def compiled_encoding_available() -> bool:
 
 @torch.compiler.disable  # inside a compiled field (--compile) it runs as its own compiled loops
 def hash_grid_encode_compiled(x: Tensor, embeddings: Tensor, offsets: Tensor, resolutions: Tensor,
-                              log2_hashmap_size: int) -> Tensor | None:
+                              log2_hashmap_size: int, encoded: Tensor | None = None) -> Tensor | None:
     """Fused multiresolution hash encoding: ``x (n, D)`` in ``[0, 1]`` -> ``(n, L * F)``, differentiable w.r.t.
-    ``embeddings`` (not ``x``). Arguments as :func:`nerfkit.encoders.hashgrid.hash_grid_encode`.
+    ``embeddings`` (not ``x``). Arguments as :func:`nerfkit.encoders.hashgrid.hash_grid_encode`; ``encoded``:
+    the ``(n, L * F)`` result, already computed without gradient (it is returned, and only the backward pass
+    runs).
 
     Returns ``None`` when the compiler is unavailable here (no C++ compiler, an unsupported platform): the call
     on which compiling fails warns once and computes the same loops eagerly; later calls return ``None`` and the
@@ -167,4 +189,4 @@ def hash_grid_encode_compiled(x: Tensor, embeddings: Tensor, offsets: Tensor, re
     """
     if not compiled_encoding_available():
         return None
-    return _CompiledHashEncode.apply(x, embeddings, offsets, resolutions, log2_hashmap_size)
+    return _CompiledHashEncode.apply(x, embeddings, offsets, resolutions, log2_hashmap_size, encoded)

@@ -144,25 +144,40 @@ class OccGridSampler(nn.Module):
 
         Returns ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)``, ``n_samples`` (a 0-d count)
         and the packed ``ray_indices``, ``t_starts``, ``t_ends``, ``weights`` (for losses).
+
+        A field with ``density_and_encoding(x) -> (sigma, encoded | None)`` (:class:`~nerfkit.fields.NGPField`)
+        gets the kept samples' rows of ``encoded`` back in ``forward(x, dirs, encoded)``: what the early-stopping
+        pass computed is not computed again.
         """
         if not self.training and not torch.is_grad_enabled() and self.cfg.samples_per_round > 0:
             return self.render_in_rounds(field, rays_o, rays_d, render_bkgd)
         n_rays = rays_o.shape[0]
+        reuse = hasattr(field, "density_and_encoding")
+        encoded: list[Tensor | None] = [None]  # what sigma_fn's pass left for the field to reuse
 
         def positions(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
             return rays_o[ray_indices] + rays_d[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
 
         def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
+            if reuse:
+                sigmas, encoded[0] = field.density_and_encoding(positions(t_starts, t_ends, ray_indices))
+                return sigmas
             return field.query_density(positions(t_starts, t_ends, ray_indices))
 
-        def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
-            return field(positions(t_starts, t_ends, ray_indices), rays_d[ray_indices])
-
-        ray_indices, t_starts, t_ends = self.estimator.sampling(
+        ray_indices, t_starts, t_ends, kept = self.estimator.sampling_with_indices(
             rays_o, rays_d, sigma_fn=sigma_fn, near_plane=self.near, far_plane=self.far,
             render_step_size=self.step_size, early_stop_eps=self.cfg.early_stop_eps,
             alpha_thre=self.cfg.alpha_thre, stratified=self.training and stratified,
             cone_angle=self.cfg.cone_angle, generator=generator)
+        if encoded[0] is not None and kept is not None:
+            encoded[0] = encoded[0].index_select(0, kept)
+
+        def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
+            x = positions(t_starts, t_ends, ray_indices)
+            if encoded[0] is not None:
+                return field(x, rays_d[ray_indices], encoded[0])
+            return field(x, rays_d[ray_indices])
+
         rgb, opacity, depth, extras = rendering(t_starts, t_ends, ray_indices, n_rays, rgb_sigma_fn=rgb_sigma_fn,
                                                 render_bkgd=render_bkgd)
         return {"rgb": rgb, "depth": depth.squeeze(-1), "opacity": opacity.squeeze(-1),
