@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..encoders import HashGridEncoder, SHEncoder
 from .outputs import at_least_float32
@@ -158,7 +159,7 @@ class NGPField(nn.Module):
 
     def query_density(self, positions: Tensor) -> Tensor:
         """``sigma (...)`` at ``positions (..., 3)``."""
-        return self.density_and_features(positions)[0]
+        return self._density(positions)[0]
 
     @torch.no_grad()
     def density_and_encoding(self, positions: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -167,13 +168,18 @@ class NGPField(nn.Module):
         ``None``. Training's early-stopping pass computes the encoding of every marched sample; passing the kept
         samples' rows back to :meth:`forward` spares encoding them again (lego ngp on a 2-core CPU: ~5 of ~90 ms a
         training step)."""
+        sigma, encoded, flat = self._density(positions)
+        return sigma, encoded.reshape(*sigma.shape, -1) if self.encoder.takes_encoded(flat) else None
+
+    def _density(self, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``sigma (...)``, the encoding ``(M, L * F)`` and the grid coordinates ``(M, 3)`` it was computed at;
+        the density MLP's last layer computes only its density output (the features are not needed)."""
         x, inside = self.normalize(positions)
         flat = x.reshape(-1, 3)
         encoded = self.encoder(flat)
-        h = self.density_mlp(encoded).reshape(*x.shape[:-1], -1)
-        sigma = trunc_exp(at_least_float32(h[..., 0]) + self.cfg.density_bias) * inside
-        keep = self.encoder.takes_encoded(flat)
-        return sigma, encoded.reshape(*x.shape[:-1], -1) if keep else None
+        last = self.density_mlp[-1]
+        raw = F.linear(self.density_mlp[:-1](encoded), last.weight[:1], last.bias[:1]).reshape(x.shape[:-1])
+        return trunc_exp(at_least_float32(raw) + self.cfg.density_bias) * inside, encoded, flat
 
     def color(self, features: Tensor, directions: Tensor) -> Tensor:
         """``rgb (..., 3)`` from :meth:`density_and_features`' features and unit ``directions (..., 3)``."""

@@ -156,7 +156,8 @@ class OccGridSampler(nn.Module):
         encoded: list[Tensor | None] = [None]  # what sigma_fn's pass left for the field to reuse
 
         def positions(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
-            return rays_o[ray_indices] + rays_d[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
+            return torch.addcmul(rays_o.index_select(0, ray_indices), rays_d.index_select(0, ray_indices),
+                                 ((t_starts + t_ends) * 0.5)[:, None])
 
         def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
             if reuse:
@@ -174,9 +175,10 @@ class OccGridSampler(nn.Module):
 
         def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
             x = positions(t_starts, t_ends, ray_indices)
+            dirs = rays_d.index_select(0, ray_indices)
             if encoded[0] is not None:
-                return field(x, rays_d[ray_indices], encoded[0])
-            return field(x, rays_d[ray_indices])
+                return field(x, dirs, encoded[0])
+            return field(x, dirs)
 
         rgb, opacity, depth, extras = rendering(t_starts, t_ends, ray_indices, n_rays, rgb_sigma_fn=rgb_sigma_fn,
                                                 render_bkgd=render_bkgd)
