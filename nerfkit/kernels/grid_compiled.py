@@ -11,6 +11,10 @@ index gather or an allocation). This module compiles those same functions, so ea
   are masked), each tested exactly (inside the ray's segment, in an occupied cell of the lowest level holding
   it, as :func:`nerfkit.sampling.grid.grid_occupancy_at`).
 
+Both stages compute positions coordinate by coordinate, element-wise throughout: with ``(..., 3)`` positions
+inductor tiled the steps stage around the transposition and wrote intermediate arrays (a lego training batch's
+11.7k blocks of steps: 2.7 against 5.0 ms, the same samples; 2026-11-30).
+
 The steps' ``t`` values come from the same arithmetic in the same order, so they are the same numbers; the
 generated code may round a position's multiply-add differently in the last bit, which can only move a midpoint
 that lies exactly on a cell face. Compiled at the first call, dynamic in the number of rays and blocks; a

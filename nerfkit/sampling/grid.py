@@ -42,16 +42,23 @@ def grid_occupancy_at(x: Tensor, binaries: Tensor, aabbs: Tensor) -> Tensor:
     Returns:
         ``(M,)`` booleans; points outside every box are unoccupied.
     """
+    return _occupancy_at(x[:, 0], x[:, 1], x[:, 2], binaries, aabbs)
+
+
+def _occupancy_at(x: Tensor, y: Tensor, z: Tensor, binaries: Tensor, aabbs: Tensor) -> Tensor:
+    """:func:`grid_occupancy_at` of points given coordinate by coordinate (three tensors of one shape, any),
+    with the same arithmetic: element-wise throughout, which lets ``torch.compile`` fuse it into the loop that
+    computes the points (no ``(..., 3)`` array, whose transposition made inductor tile the loops)."""
     m, rx, ry, rz = binaries.shape
-    res = torch.tensor([rx, ry, rz], device=x.device)
+    res = (rx, ry, rz)
     n_cells = rx * ry * rz
-    level = torch.full(x.shape[:1], -1, dtype=torch.long, device=x.device)
-    cell = torch.zeros(x.shape[:1], dtype=torch.long, device=x.device)
+    level = torch.full_like(x, -1, dtype=torch.long)
+    cell = torch.zeros_like(x, dtype=torch.long)
     for lvl in reversed(range(m)):  # the lowest level containing the point wins
-        lo, hi = aabbs[lvl, :3], aabbs[lvl, 3:]
-        idx = torch.floor((x - lo) / (hi - lo) * res).long()
-        inside = ((idx >= 0) & (idx < res)).all(dim=-1)
-        linear = (idx[:, 0] * ry + idx[:, 1]) * rz + idx[:, 2]
+        lo, size = aabbs[lvl, :3], aabbs[lvl, 3:] - aabbs[lvl, :3]
+        idx = [torch.floor((c - lo[a]) / size[a] * res[a]).long() for a, c in enumerate((x, y, z))]
+        inside = (idx[0] >= 0) & (idx[0] < rx) & (idx[1] >= 0) & (idx[1] < ry) & (idx[2] >= 0) & (idx[2] < rz)
+        linear = (idx[0] * ry + idx[1]) * rz + idx[2]
         level = torch.where(inside, lvl, level)
         cell = torch.where(inside, linear, cell)
     flat = binaries.reshape(-1)
@@ -409,16 +416,19 @@ def _block_pass(block_ray: Tensor, block_start: Tensor, counts: Tensor, first_t:
     block_j0 = (torch.arange(block_ray.shape[0], device=block_ray.device) - block_start[block_ray]) * k
     block_len = torch.clamp(counts[block_ray] - block_j0, max=k)
     centre_t = first_t[block_ray] + (block_j0.to(dtype) + block_len.to(dtype) * 0.5) * step_size
-    centre = torch.addcmul(rays_o[block_ray], rays_d[block_ray], centre_t[:, None])
+    # coordinate by coordinate: element-wise throughout, so that the compiled loop stays one fused pass
+    centre = [torch.addcmul(rays_o[:, a][block_ray], rays_d[:, a][block_ray], centre_t) for a in range(3)]
     res = grown.shape[1:]
     passing = None
     for lvl in range(grown.shape[0]):
         lo, hi = aabbs[lvl, :3], aabbs[lvl, 3:]
-        cell = (hi - lo) / torch.tensor(res, dtype=dtype, device=rays_o.device)
-        near_box = ((centre >= lo - reach) & (centre <= hi + reach)).all(dim=-1)
-        idx = torch.floor((centre - lo) / cell).long().clamp_min(0)
-        i0, i1, i2 = (torch.clamp(idx[:, a], max=res[a] - 1) for a in range(3))
-        hit = near_box & grown[lvl].reshape(-1)[(i0 * res[1] + i1) * res[2] + i2]
+        near_box = linear = None
+        for a in range(3):
+            inside = (centre[a] >= lo[a] - reach) & (centre[a] <= hi[a] + reach)
+            idx = torch.floor((centre[a] - lo[a]) / ((hi[a] - lo[a]) / res[a])).long().clamp(0, res[a] - 1)
+            near_box = inside if near_box is None else near_box & inside
+            linear = idx if linear is None else linear * res[a] + idx
+        hit = near_box & grown[lvl].reshape(-1)[linear]
         passing = hit if passing is None else passing | hit
     return passing
 
@@ -443,9 +453,8 @@ def _block_steps(blocks: Tensor, block_ray: Tensor, block_start: Tensor, counts:
     t1 = t0 + step_size
     mids = (t0 + t1) * 0.5
     inside = (slot < length[:, None]) & (mids >= t_start[ray][:, None]) & (mids < t_end[ray][:, None])
-    x = torch.addcmul(rays_o[ray][:, None, :], rays_d[ray][:, None, :], mids[..., None])
-    occupied = grid_occupancy_at(x.reshape(-1, 3), binaries, aabbs).view(t0.shape)
-    return inside & occupied, t0
+    x, y, z = (torch.addcmul(rays_o[:, a][ray][:, None], rays_d[:, a][ray][:, None], mids) for a in range(3))
+    return inside & _occupancy_at(x, y, z, binaries, aabbs), t0
 
 
 def _chunk_bounds(counts: Tensor, budget: int) -> list[tuple[int, int]]:
