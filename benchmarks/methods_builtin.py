@@ -26,12 +26,13 @@ from nerfkit.train.trainer import train  # noqa: E402
 
 DEFAULT_VARIANTS = ["vanilla --vanilla.estimator coarse-to-fine", "vanilla --vanilla.estimator occgrid", "ngp"]
 """Run unless ``--variants`` names others: the defaults of each method and sampler. Other variants: ngp with a
-chosen marching step, e.g. ``"ngp --ngp.occgrid.steps-per-diagonal 256"``."""
+chosen marching step, e.g. ``"ngp --ngp.occgrid.steps-per-diagonal 256"``, or MLP width, e.g.
+``"ngp --ngp.field.hidden-dim 64"``."""
 
 
 def parse_variant(name: str) -> dict:
-    """The settings a variant's name states: ``vanilla --vanilla.estimator coarse-to-fine | occgrid``, ``ngp`` or
-    ``ngp --ngp.occgrid.steps-per-diagonal N``."""
+    """The settings a variant's name states: ``vanilla --vanilla.estimator coarse-to-fine | occgrid``, ``ngp``,
+    ``ngp --ngp.occgrid.steps-per-diagonal N`` or ``ngp --ngp.field.hidden-dim N``."""
     words = name.split()
     if len(words) == 3 and words[:2] == ["vanilla", "--vanilla.estimator"] and words[2] in ("coarse-to-fine",
                                                                                               "occgrid"):
@@ -41,9 +42,12 @@ def parse_variant(name: str) -> dict:
     if len(words) == 3 and words[:2] == ["ngp", "--ngp.occgrid.steps-per-diagonal"] and words[2].isdigit() \
             and int(words[2]) >= 1:
         return dict(method="ngp", steps_per_diagonal=int(words[2]))
+    if len(words) == 3 and words[:2] == ["ngp", "--ngp.field.hidden-dim"] and words[2].isdigit() \
+            and int(words[2]) >= 1:
+        return dict(method="ngp", hidden_dim=int(words[2]))
     raise argparse.ArgumentTypeError(f"unknown variant {name!r}: 'vanilla --vanilla.estimator coarse-to-fine', "
-                                     "'vanilla --vanilla.estimator occgrid', 'ngp' or "
-                                     "'ngp --ngp.occgrid.steps-per-diagonal N'")
+                                     "'vanilla --vanilla.estimator occgrid', 'ngp', "
+                                     "'ngp --ngp.occgrid.steps-per-diagonal N' or 'ngp --ngp.field.hidden-dim N'")
 
 
 def variant_name(name: str) -> str:
@@ -62,6 +66,8 @@ def run(name: str, seconds: float, cache: Path) -> dict:
             cfg.vanilla.estimator = spec["estimator"]
         if "steps_per_diagonal" in spec:
             cfg.ngp.occgrid.steps_per_diagonal = spec["steps_per_diagonal"]
+        if "hidden_dim" in spec:
+            cfg.ngp.field.hidden_dim = spec["hidden_dim"]
         result = train(cfg)
         lines = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
         _, model, scene, _ = load_run(Path(tmp), None, "cpu")

@@ -175,3 +175,9 @@ def test_ngp_defaults_follow_the_device_and_on_a_cpu_the_training_cameras():
     assert boxed.resolved(cpu, scene).occgrid.steps_per_diagonal == 346
     resolved = NGPConfig().resolved(cpu, scene)
     assert (resolved.occgrid.resolution, resolved.target_samples) == (64, 1 << 14)
+    assert (resolved.field.n_levels, resolved.field.hidden_dim) == (8, 32)
+    on_gpu = NGPConfig().resolved(gpu, scene)
+    assert (on_gpu.field.n_levels, on_gpu.field.hidden_dim, on_gpu.field.log2_hashmap_size) == (16, 64, 19)
+    wide = NGPConfig()
+    wide.field.hidden_dim = 64
+    assert wide.resolved(cpu, scene).field.hidden_dim == 64
