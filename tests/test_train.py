@@ -103,6 +103,29 @@ def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(tmp_path, tin
     assert train(tiny_config(tmp_path, cache, steps=8, resume=True)).step == 8
 
 
+def test_resume_keeps_the_defaults_a_run_started_with(tmp_path, tiny_scene_dir):
+    """Settings left unset (the device's defaults) take the checkpoint's values on --resume, so a run started
+    under other defaults (here: an ngp MLP width) resumes; a width asked for explicitly must still match."""
+    from nerfkit.fields.ngp import NGPFieldConfig
+    from nerfkit.methods import NGPConfig
+
+    cache = tiny_scene_dir.parent
+    field = dict(n_levels=2, log2_hashmap_size=10, max_resolution=32)
+
+    def ngp_run(steps, hidden_dim, resume=False):
+        ngp = NGPConfig(field=NGPFieldConfig(**field, hidden_dim=hidden_dim, compile_encoder=False),
+                        target_samples=512)
+        ngp.occgrid.compile_march = False  # no compilation in this test
+        return tiny_config(tmp_path, cache, method="ngp", steps=steps, save_every=4, resume=resume, ngp=ngp)
+
+    train(ngp_run(4, 24))  # as if 24 had been the default when the run started
+    assert train(ngp_run(6, None, resume=True)).step == 6
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["ngp"]["field"]["hidden_dim"] == 24
+    with pytest.raises(ValueError, match=r"different --ngp.\* settings \(--ngp.field\)"):
+        train(ngp_run(8, 16, resume=True))
+
+
 def test_resume_without_checkpoint_is_refused_clearly(tmp_path, tiny_scene_dir):
     with pytest.raises(FileNotFoundError, match="no checkpoint found"):
         train(tiny_config(tmp_path, tiny_scene_dir.parent, resume=True))

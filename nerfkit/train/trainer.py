@@ -181,6 +181,15 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     scene = load_scene(cfg.data)
     if world.is_main:
         world.barrier()
+    ckpt_dir = cfg.output / "checkpoints"
+    found = None
+    if cfg.resume:
+        found = latest_checkpoint(ckpt_dir, map_location=device)
+        if found is None:
+            raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
+        if found[1]["config"].get("method") == cfg.method:  # (another method is refused below)
+            cfg = dataclasses.replace(cfg, **{cfg.method: _unset_from_checkpoint(
+                method_config(cfg), found[1]["config"].get(cfg.method) or {})})
     if hasattr(method_config(cfg), "resolved"):  # fill in the method's defaults for the device and the scene
         cfg = dataclasses.replace(cfg, **{cfg.method: method_config(cfg).resolved(device, scene)})
     train_split = scene.split("train").to(device)
@@ -206,11 +215,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
 
     if world.is_main:
         cfg.output.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = cfg.output / "checkpoints"
-    if cfg.resume:
-        found = latest_checkpoint(ckpt_dir, map_location=device)
-        if found is None:
-            raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
+    if found is not None:
         path, state = found
         _check_resumable(cfg, path, state)
         _load_training_state(state, module, optimizer, scaler)
@@ -369,6 +374,25 @@ def _load_training_state(state: dict, module, optimizer, scaler) -> None:
     optimizer.load_state_dict(state["optimizer"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
+
+
+def _unset_from_checkpoint(current, saved: dict):
+    """A copy of the method settings ``current`` whose unset ones (``None``: the device's and scene's defaults)
+    take the values of the checkpoint's ``saved`` settings: a resumed run keeps the defaults it was started with,
+    even where they have changed since (ngp's CPU marching step and MLP width did on 2026-11-30)."""
+    saved_cfg = from_dict(type(current), saved)
+
+    def fill(now, then):
+        changes = {}
+        for field in dataclasses.fields(now):
+            value, old = getattr(now, field.name), getattr(then, field.name)
+            if dataclasses.is_dataclass(value) and dataclasses.is_dataclass(old):
+                changes[field.name] = fill(value, old)
+            elif value is None and old is not None:
+                changes[field.name] = old
+        return dataclasses.replace(now, **changes)
+
+    return fill(current, saved_cfg)
 
 
 def _check_resumable(cfg: TrainConfig, path: Path, state: dict) -> None:
