@@ -286,6 +286,27 @@ def test_encoder_takes_an_encoding_from_a_gradient_free_pass_and_computes_only_i
         enc(x, encoded[:, :5])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_compiled_loop_given_wrong_inputs_raises_their_error_and_stays_on():
+    """A caller's mistake (mismatched shapes) is reported as the function's own error, not taken for a compiler
+    failure that would turn the fast path off for the rest of the process."""
+    from nerfkit.kernels.compiled import CompiledLoop
+
+    def add(a, b):
+        return a * 2.0 + b
+
+    loop = CompiledLoop(add, "a test loop")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = loop(torch.ones(300, 3), torch.ones(300, 3))
+    if out is None:
+        pytest.skip(f"torch.compile cannot build C++ here: {[str(w.message) for w in caught]}")
+    assert torch.equal(out, torch.full((300, 3), 3.0))
+    with pytest.raises(RuntimeError, match="must match the size"):
+        loop(torch.ones(300, 3), torch.ones(200, 3))
+    assert loop.available and torch.equal(loop(torch.ones(50, 3), torch.ones(50, 3)), torch.full((50, 3), 3.0))
+
+
 def fails_to_compile(*args):
     raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
 

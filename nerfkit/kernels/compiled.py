@@ -28,7 +28,8 @@ class CompiledLoop:
     does not recompile).
 
     Calling it returns ``fn``'s result, or ``None`` once compiling has failed in this process (after one warning
-    naming ``what``): the caller then computes the reference. Loops that make up one fast path pass the first of
+    naming ``what``): the caller then computes the reference. Inputs on which ``fn`` itself fails (wrong shapes)
+    raise ``fn``'s own error and leave the loop on. Loops that make up one fast path pass the first of
     them as ``group``: a failure in any of them turns the whole group off, with a single warning. It runs as its
     own compiled code inside a ``torch.compile``d caller.
     """
@@ -52,6 +53,10 @@ class CompiledLoop:
         try:
             return self._compiled(*args)
         except torch._dynamo.exc.TorchDynamoException as err:  # compiler failures, not errors of the inputs
+            if isinstance(err, torch._dynamo.exc.TorchRuntimeError):
+                # Tracing ran into an error: wrong inputs make the function itself fail, with a clearer message
+                # than the tracer's, and must not turn the fast path off for the rest of the process.
+                self.fn(*args)
             if self._group["available"]:
                 self._group["available"] = False
                 warn_unavailable(self.what, err, stacklevel=4)
