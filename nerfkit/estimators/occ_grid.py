@@ -129,21 +129,8 @@ class OccGridEstimator(nn.Module):
         cone_angle: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """:meth:`sampling` (a nerfkit addition to nerfacc's API), which also says which of the samples given to
-        ``sigma_fn`` (or ``alpha_fn``) it kept.
-
-        Args:
-            rays_o, rays_d: ``(n_rays, 3)`` origins and directions.
-            sigma_fn: ``f(t_starts (N,), t_ends (N,), ray_indices (N,)) -> sigmas (N,)``; with it (or
-                ``alpha_fn``) samples behind an opaque surface (transmittance ``< early_stop_eps``) and
-                samples with opacity ``< alpha_thre`` are dropped (the threshold is capped by the grid's mean
-                opacity estimate, so a young grid prunes gently).
-            alpha_fn: the same, returning opacities ``(N,)``.
-            near_plane, far_plane: bounds on ``t`` for every ray; t_min, t_max: optional ``(n_rays,)`` per-ray
-                bounds, intersected with them.
-            render_step_size: the marching step; cone_angle: steps grow as ``cone_angle * t`` far away.
-            stratified: shift each ray's steps by a random fraction of a step (training).
-            generator: random source for ``stratified``.
+        """:meth:`sampling` (a nerfkit addition to nerfacc's API; the same arguments), which also says which of
+        the samples given to ``sigma_fn`` (or ``alpha_fn``) it kept.
 
         Returns:
             ``ray_indices (N,)`` int64, ``t_starts (N,)``, ``t_ends (N,)``: packed samples grouped by ray, and
