@@ -181,3 +181,18 @@ def test_ngp_defaults_follow_the_device_and_on_a_cpu_the_training_cameras():
     wide = NGPConfig()
     wide.field.hidden_dim = 64
     assert wide.resolved(cpu, scene).field.hidden_dim == 64
+
+
+def test_select_rows_gathers_transposed_views_along_their_contiguous_dimension():
+    from nerfkit.methods.occgrid import select_rows
+
+    g = torch.Generator().manual_seed(0)
+    level_major = torch.randn(16, 50, generator=g).t()  # (50, 16) as the compiled hash encoding returns it
+    index = torch.tensor([3, 0, 49, 3, 17])
+    picked = select_rows(level_major, index)
+    torch.testing.assert_close(picked, level_major.contiguous()[index], rtol=0, atol=0)
+    assert picked.stride(0) == 1  # the layout is kept
+    plain = torch.randn(50, 16, generator=g)
+    torch.testing.assert_close(select_rows(plain, index), plain[index], rtol=0, atol=0)
+    column = torch.randn(50, 1, generator=g)
+    torch.testing.assert_close(select_rows(column, index), column[index], rtol=0, atol=0)

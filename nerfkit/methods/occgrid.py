@@ -152,6 +152,9 @@ class OccGridSampler(nn.Module):
         if not self.training and not torch.is_grad_enabled() and self.cfg.samples_per_round > 0:
             return self.render_in_rounds(field, rays_o, rays_d, render_bkgd)
         n_rays = rays_o.shape[0]
+        # Rows are gathered from these per sample: a strided view (camera origins are a column of c2w) makes
+        # every index_select ~20x slower on a CPU (2.3 vs 0.11 ms for 37k samples).
+        rays_o, rays_d = rays_o.contiguous(), rays_d.contiguous()
         reuse = hasattr(field, "density_and_encoding")
         encoded: list[Tensor | None] = [None]  # what sigma_fn's pass left for the field to reuse
 
@@ -171,7 +174,7 @@ class OccGridSampler(nn.Module):
             alpha_thre=self.cfg.alpha_thre, stratified=self.training and stratified,
             cone_angle=self.cfg.cone_angle, generator=generator)
         if encoded[0] is not None and kept is not None:
-            encoded[0] = encoded[0].index_select(0, kept)
+            encoded[0] = select_rows(encoded[0], kept)
 
         def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
             x = positions(t_starts, t_ends, ray_indices)
@@ -201,6 +204,7 @@ class OccGridSampler(nn.Module):
         Returns ``rgb (n_rays, 3)``, ``depth (n_rays,)``, ``opacity (n_rays,)`` and ``n_samples`` (0-d).
         """
         n_rays, device = rays_o.shape[0], rays_o.device
+        rays_o, rays_d = rays_o.contiguous(), rays_d.contiguous()  # gathered from per sample (see render)
         est = self.estimator
         near = torch.full((n_rays,), self.near, device=device, dtype=rays_o.dtype)
         rgb = rays_o.new_zeros(n_rays, 3)
@@ -253,6 +257,16 @@ class OccGridSampler(nn.Module):
         depth = depth / opacity.clamp_min(torch.finfo(depth.dtype).eps)
         rgb = rgb + render_bkgd * (1.0 - opacity[:, None])
         return {"rgb": rgb, "depth": depth, "opacity": opacity, "n_samples": torch.tensor(n_samples)}
+
+
+def select_rows(values: Tensor, index: Tensor) -> Tensor:
+    """``values.index_select(0, index)`` for ``values (n, c)``, gathered along the contiguous dimension when
+    ``values`` is a transposed view (as the compiled hash encoding returns, level-major): the result keeps that
+    layout, and it is ~8x faster on a CPU than gathering strided rows (16 features of 16.5k of 37k rows: 0.14 vs
+    1.1 ms)."""
+    if values.dim() == 2 and values.shape[1] > 1 and values.stride(0) == 1:
+        return values.t().index_select(1, index).t()
+    return values.index_select(0, index)
 
 
 def _in_pieces(fn, size: int, *args: Tensor):
