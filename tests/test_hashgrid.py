@@ -239,6 +239,31 @@ def test_compiled_loop_matches_reference(cfg, n_features, dtype):
         assert table.grad.abs().sum() > 0
 
 
+def test_compiled_loop_rows_use_reduced_primes_in_int32_where_they_fit():
+    """The fused loops hash with the primes' low bits (32-bit products): the same rows as the reference's full
+    64-bit products, on fine hashed levels where those exceed 2^32; int64 where 32 bits could overflow."""
+    from nerfkit.kernels.hashgrid_compiled import _cells_t, _corner, _level_constants
+
+    resolutions = torch.tensor([4, 300, 4096])
+    log2 = 10
+    sizes = [min((int(r) + 1) ** 3, 2 ** log2) for r in resolutions]
+    offsets = torch.tensor([0, *torch.tensor(sizes).cumsum(0).tolist()])
+    mult, hashed, offs = _level_constants(offsets, resolutions, 3, log2)
+    assert mult.dtype == offs.dtype == torch.int32 and hashed.tolist() == [False, True, True]
+    x = torch.rand(500, 3, generator=torch.Generator().manual_seed(3))
+    x[0] = 1.0
+    cell, frac = _cells_t(x.t().contiguous(), resolutions, mult.dtype)
+    ref_rows, ref_w = hash_grid_corners(x, offsets, resolutions, log2)
+    for c in range(8):
+        rows, w = _corner(cell, frac, c, mult[:, None], hashed[:, None], offs[:, None], 2 ** log2 - 1)
+        assert torch.equal(rows.t().long(), ref_rows[:, :, c].long())
+        torch.testing.assert_close(w.t(), ref_w[:, :, c])
+    # 2048 * (2^24 - 1) does not fit 32 bits
+    big = torch.tensor([16, 2048])
+    mult, _, offs = _level_constants(torch.tensor([0, 17 ** 3, 17 ** 3 + 2 ** 24]), big, 3, 24)
+    assert mult.dtype == offs.dtype == torch.int64
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_encoder_takes_the_compiled_loop_only_where_it_applies(monkeypatch):
     """compile=True: the fused loop for batches of MIN_POINTS or more whose positions need no gradient; the
