@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, median_seconds  # noqa: E402
 
 from nerfkit.encoders import HashGridEncoder  # noqa: E402
 from nerfkit.train.host_memory import reuse_freed_memory  # noqa: E402
@@ -34,13 +33,7 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     """(first call's seconds, median seconds of ``repeats`` later calls)."""
     start = time.perf_counter()
     fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
+    return time.perf_counter() - start, median_seconds(fn, repeats, warmup=False)
 
 
 def main() -> None:

@@ -17,34 +17,24 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, median_seconds  # noqa: E402
 
 import nerfkit  # noqa: E402
 from nerfkit.encoders import HashGridEncoder  # noqa: E402
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, object]:
-    """Median milliseconds of ``fn`` over ``repeats`` calls after one warm-up (which also compiles kernels)."""
+    """Median milliseconds of ``fn`` over ``repeats`` calls after one warm-up (which also compiles kernels), and
+    the warm-up's result."""
     out = fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), out
+    return median_seconds(fn, repeats, warmup=False, device=device) * 1e3, out
 
 
 def with_backend(backend: str, fn: Callable[[], object]) -> Callable[[], object]:

@@ -1,11 +1,34 @@
-"""What a benchmark ran on, recorded beside every figure."""
+"""What a benchmark ran on, recorded beside every figure, and how its calls are timed."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
+from typing import Callable
 
 import torch
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: bool = True,
+                   device: torch.device | None = None) -> float:
+    """Median wall seconds of one call of ``fn`` over ``repeats`` calls (at least one), after one untimed call
+    when ``warmup`` (which also compiles kernels); on a CUDA ``device`` each timed call is bracketed by
+    synchronisations."""
+    sync = device is not None and torch.device(device).type == "cuda"
+    if warmup:
+        fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        if sync:
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def machine_info() -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, median_seconds  # noqa: E402
 from primitives_cpu import BOX, FAR, NEAR, STEP, camera_rays, cell_centres  # noqa: E402
 
 from nerfkit.sampling import traverse_grids  # noqa: E402
@@ -31,12 +30,7 @@ from nerfkit.train.host_memory import reuse_freed_memory  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, repeats, warmup=False) * 1e3
 
 
 def compare(name: str, rays_o, rays_d, binaries, aabbs, near, far, step: float, repeats: int) -> dict:

@@ -24,16 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, median_seconds  # noqa: E402
 
 from nerfkit import (OccGridEstimator, RayIntervals, accumulate_along_rays, distortion, exclusive_prod,  # noqa: E402
                      importance_sampling, look_at, ray_aabb_intersect, rays_from_pixels, render_weight_from_density,
@@ -49,13 +47,7 @@ NEAR, FAR = 2.0, 6.0
 # --------------------------------------------------------------------------------------------------- helpers
 def bench(fn: Callable[[], object], repeats: int) -> float:
     """Median seconds per call of ``fn`` over ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(fn, repeats)
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
