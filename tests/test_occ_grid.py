@@ -377,6 +377,22 @@ def test_block_skipping_keeps_exactly_the_steps_of_the_full_march(levels, compil
     assert torch.equal(intervals.vals[intervals.is_right], t1[keep])
 
 
+def test_grid_occupancy_of_far_away_and_nan_points_is_false():
+    """Cell indices are 32-bit: points far outside every box (beyond 2^31 cells) and NaN are unoccupied, not
+    wrapped into some cell."""
+    from nerfkit.sampling.grid import grid_occupancy_at
+
+    binaries = torch.ones(2, 8, 8, 8, dtype=torch.bool)
+    aabbs = torch.tensor([[-1.0, -1, -1, 1, 1, 1], [-2.0, -2, -2, 2, 2, 2]])
+    x = torch.tensor([[0.5, 0.5, 0.5], [1.5, 0.0, 0.0], [3e9, 0.0, 0.0], [-3e9, 0.0, 0.0], [1e30, 1e30, 1e30],
+                      [math.nan, 0.0, 0.0]])
+    assert grid_occupancy_at(x, binaries, aabbs).tolist() == [True, True, False, False, False, False]
+    rays_o = torch.tensor([[-5.0, 0.1, 0.1], [3e9, 0.0, 0.0]])
+    rays_d = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    _, samples, _ = traverse_grids(rays_o, rays_d, binaries, aabbs, step_size=0.1)
+    assert samples.ray_indices.dtype == torch.int64 and samples.ray_indices.tolist() == [0] * 40
+
+
 def test_compiled_march_falls_back_to_the_reference_with_one_warning(monkeypatch):
     import warnings
 

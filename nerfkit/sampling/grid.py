@@ -52,17 +52,26 @@ def _occupancy_at(x: Tensor, y: Tensor, z: Tensor, binaries: Tensor, aabbs: Tens
     m, rx, ry, rz = binaries.shape
     res = (rx, ry, rz)
     n_cells = rx * ry * rz
-    level = torch.full_like(x, -1, dtype=torch.long)
-    cell = torch.zeros_like(x, dtype=torch.long)
+    index_dtype = _cell_index_dtype(binaries)
+    level = torch.full_like(x, -1, dtype=index_dtype)
+    cell = torch.zeros_like(x, dtype=index_dtype)
     for lvl in reversed(range(m)):  # the lowest level containing the point wins
         lo, size = aabbs[lvl, :3], aabbs[lvl, 3:] - aabbs[lvl, :3]
-        idx = [torch.floor((c - lo[a]) / size[a] * res[a]).long() for a, c in enumerate((x, y, z))]
+        # cells are clamped to [-1, res] (in the floats) before the integer conversion: no overflow far away
+        idx = [torch.floor((c - lo[a]) / size[a] * res[a]).clamp(-1.0, res[a]).to(index_dtype)
+               for a, c in enumerate((x, y, z))]
         inside = (idx[0] >= 0) & (idx[0] < rx) & (idx[1] >= 0) & (idx[1] < ry) & (idx[2] >= 0) & (idx[2] < rz)
         linear = (idx[0] * ry + idx[1]) * rz + idx[2]
         level = torch.where(inside, lvl, level)
         cell = torch.where(inside, linear, cell)
     flat = binaries.reshape(-1)
     return (level >= 0) & flat[level.clamp_min(0) * n_cells + cell.clamp(0, n_cells - 1)]
+
+
+def _cell_index_dtype(binaries: Tensor) -> torch.dtype:
+    """int32 for cell indices of grids of fewer than 2^31 cells (all levels together): 32-bit vector arithmetic
+    where a CPU has no 64-bit vector multiply (AVX2); int64 for larger grids."""
+    return torch.int32 if binaries.numel() < 2 ** 31 else torch.int64
 
 
 class _Steps:
@@ -372,8 +381,12 @@ def _march_in_blocks(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Te
 
     # Blocks: test each at the midpoint between its first and last step midpoints.
     n_blocks = (counts + k - 1) // k
-    block_ray = torch.repeat_interleave(torch.arange(counts.shape[0], device=device), n_blocks)
-    block_start = torch.cumsum(n_blocks, 0) - n_blocks
+    # 32-bit block and step numbers where they fit (cheaper vector arithmetic on CPUs, as for the cells)
+    narrow = int(n_blocks.sum()) * k < 2 ** 31
+    if narrow:
+        counts, n_blocks = counts.int(), n_blocks.int()
+    block_ray = torch.repeat_interleave(torch.arange(counts.shape[0], device=device, dtype=counts.dtype), n_blocks)
+    block_start = torch.cumsum(n_blocks, 0, dtype=counts.dtype) - n_blocks
     fused = None
     if compiled:  # fused loops of the two stages below (fewer than MIN_BLOCKS blocks take them eagerly)
         from ..kernels import grid_compiled as fused
@@ -384,7 +397,7 @@ def _march_in_blocks(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Te
     if passing is None:
         passing = _block_pass(block_ray, block_start, counts, first_t, rays_o, rays_d, grown, aabbs, k, step_size,
                               reach)
-    keep_blocks = torch.nonzero(passing)[:, 0]
+    keep_blocks = torch.nonzero(passing)[:, 0].to(counts.dtype)
     found = None
     if fused is not None and keep_blocks.shape[0] >= fused.MIN_BLOCKS:
         found = fused.block_steps(keep_blocks, block_ray, block_start, counts, first_t, t_start, t_end, rays_o,
@@ -395,7 +408,7 @@ def _march_in_blocks(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Te
     keep, t0 = found
     flat = torch.nonzero(keep.reshape(-1))[:, 0]
     t0 = t0.reshape(-1).index_select(0, flat)
-    return block_ray.index_select(0, keep_blocks).index_select(0, flat // k), t0, t0 + step_size
+    return block_ray.index_select(0, keep_blocks).index_select(0, flat // k).long(), t0, t0 + step_size
 
 
 def _block_pass(block_ray: Tensor, block_start: Tensor, counts: Tensor, first_t: Tensor, rays_o: Tensor,
@@ -419,13 +432,16 @@ def _block_pass(block_ray: Tensor, block_start: Tensor, counts: Tensor, first_t:
     # coordinate by coordinate: element-wise throughout, so that the compiled loop stays one fused pass
     centre = [torch.addcmul(rays_o[:, a][block_ray], rays_d[:, a][block_ray], centre_t) for a in range(3)]
     res = grown.shape[1:]
+    index_dtype = _cell_index_dtype(grown)
     passing = None
     for lvl in range(grown.shape[0]):
         lo, hi = aabbs[lvl, :3], aabbs[lvl, 3:]
         near_box = linear = None
         for a in range(3):
             inside = (centre[a] >= lo[a] - reach) & (centre[a] <= hi[a] + reach)
-            idx = torch.floor((centre[a] - lo[a]) / ((hi[a] - lo[a]) / res[a])).long().clamp(0, res[a] - 1)
+            cell = torch.floor((centre[a] - lo[a]) / ((hi[a] - lo[a]) / res[a]))
+            # clamped in the floats (no integer overflow far away) and in the integers (NaN)
+            idx = cell.clamp(0.0, res[a] - 1).to(index_dtype).clamp(0, res[a] - 1)
             near_box = inside if near_box is None else near_box & inside
             linear = idx if linear is None else linear * res[a] + idx
         hit = near_box & grown[lvl].reshape(-1)[linear]
