@@ -166,7 +166,8 @@ class OccGridEstimator(nn.Module):
                 keep = render_visibility_from_alpha(alphas, packed_info, early_stop_eps=early_stop_eps,
                                                     alpha_thre=alpha_thre)
             kept = torch.nonzero(keep)[:, 0]
-            return ray_indices[kept], t_starts[kept], t_ends[kept], kept
+            return (ray_indices.index_select(0, kept), t_starts.index_select(0, kept), t_ends.index_select(0, kept),
+                    kept)
         return ray_indices, t_starts, t_ends, None
 
     # ------------------------------------------------------------------------------------------------ updates

@@ -134,7 +134,7 @@ class _CompiledHashEncode(torch.autograd.Function):
                 encoded: Tensor | None = None) -> Tensor:
         mult, hashed, offs = _level_constants(offsets, resolutions, x.shape[-1], log2_hashmap_size)
         mask = 2 ** log2_hashmap_size - 1
-        x_t = x.t().contiguous()
+        x_t = torch.stack(x.unbind(1))  # (D, n); for D = 3, ~5x faster than x.t().contiguous() on a CPU
         ctx.save_for_backward(x_t, resolutions, mult, hashed)
         ctx.mask, ctx.table_dtype, ctx.offsets = mask, table.dtype, offsets
         if encoded is not None:  # the caller has these values already (from a gradient-free pass)
