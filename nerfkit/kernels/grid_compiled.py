@@ -13,7 +13,9 @@ index gather or an allocation). This module compiles those same functions, so ea
 
 Both stages compute positions coordinate by coordinate, element-wise throughout: with ``(..., 3)`` positions
 inductor tiled the steps stage around the transposition and wrote intermediate arrays (a lego training batch's
-11.7k blocks of steps: 2.7 against 5.0 ms, the same samples; 2026-11-30).
+11.7k blocks of steps: 2.7 against 5.0 ms, the same samples; 2026-11-30). Cell, block and step numbers are
+32-bit where they fit (:func:`nerfkit.sampling.grid._cell_index_dtype`): AVX2 has no 64-bit vector multiply, and
+the whole march of a lego training batch took 8.7 against 12.3 ms with them (same day, the same samples).
 
 The steps' ``t`` values come from the same arithmetic in the same order, so they are the same numbers; the
 generated code may round a position's multiply-add differently in the last bit, which can only move a midpoint

@@ -6,6 +6,10 @@ and then gathers; here the corners are unrolled (``2^D`` of them) and the levels
 emits a single loop over ``(level, point)`` that computes each corner's row and weight in registers and reads the
 table directly. No ``(n_points, L, 2^D)`` tensor exists in the forward pass.
 
+Rows are computed in 32-bit integers where they cannot overflow (the hash primes are first reduced to the
+table's low bits, which leaves the rows unchanged; see ``_level_constants``): CPUs with AVX2 but no AVX-512 have
+no 64-bit vector multiply, and a lego training step took 74.8 against 83.8 ms (2026-11-30).
+
 Both loops work level-major: the points come in coordinate-major (``(D, n)``, one contiguous row per coordinate)
 and the features go out as ``(L, F, n)`` (returned as the transposed ``(n, L * F)`` view). Inductor then
 vectorises along the points and shares the levels among threads. With the point-major layout of the inputs and
