@@ -74,7 +74,8 @@ class TrainConfig:
     only, with a gradient scaler); parameters, optimiser state and volume rendering stay float32."""
     compile: bool = False
     """Compile the method's fields with torch.compile (falls back to eager code, with a warning, where the
-    compiler fails); the first steps then take longer while it compiles."""
+    compiler fails); the first steps then take longer while it compiles. On a CPU it no longer gains: the
+    methods' hot loops are compiled by default (benchmarks/train_compile_cpu.py)."""
     gpus: int | None = None
     """Train on N GPUs of this machine: runs 'torchrun --standalone --nproc_per_node N -m nerfkit train' with the
     other options (each process draws --batch-size rays per step; gradients are averaged)."""
