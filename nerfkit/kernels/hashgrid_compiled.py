@@ -20,7 +20,7 @@ the same numbers, bit for bit).
 
 The backward pass (gradient into the table only) runs one fused loop that writes, level-major, each corner's
 feature position ``row * F + f`` within its level (int32) and its contribution; then one ``bincount`` per level
-adds them into that level's ``(rows, F)`` block, the levels on parallel threads. A level's block (1 MiB for 2^17
+adds them into that level's ``(rows, F)`` block, one level after the other. A level's block (1 MiB for 2^17
 rows of 2 float32 features) stays in the caches while its terms stream through, which the ``index_add_`` of a
 whole table column did not. ``benchmarks/hashgrid_cpu.py`` gives the recorded figures against the reference.
 
@@ -33,9 +33,6 @@ reference path when the positions require a gradient.
 """
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -168,23 +165,16 @@ class _CompiledHashEncode(torch.autograd.Function):
 def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat: int) -> Tensor:
     """The ``(sum(sizes), F)`` table gradient from the level-major terms of :func:`_backward_terms`: one
     ``bincount`` per level into that level's ``(rows, F)`` block (a serial loop over an array that fits the
-    caches: on CPU ~4x faster than ``index_add_`` over the whole table), the levels on parallel threads (ATen
-    releases the GIL inside ``bincount``)."""
+    caches: on CPU ~4x faster than ``index_add_`` over the whole table), the levels one after the other.
 
-    def level(lvl: int) -> Tensor:
-        return torch.bincount(index[lvl].reshape(-1), contrib[lvl].reshape(-1), minlength=sizes[lvl] * n_feat)
-
-    workers = min(len(sizes), torch.get_num_threads())
-    if workers > 1:
-        parts = list(_pool(workers).map(level, range(len(sizes))))
-    else:
-        parts = [level(lvl) for lvl in range(len(sizes))]
-    return torch.cat(parts).view(-1, n_feat)
-
-
-@lru_cache(maxsize=None)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="nerfkit-hashgrid")
+    Not on a pool of Python threads: the levels did run ~1.2x faster that way, but threads that start OpenMP
+    regions of their own (``bincount`` reduces its input first) make libgomp count more threads than cores, and it
+    then puts its idle workers to sleep after a few microseconds instead of letting them spin: every parallel
+    region of the training step, in every operator, then woke a worker through the kernel (~370 context switches
+    and ~6-9 ms of system time a step). Lego ngp training steps took 77 against 91 ms without the pool (means of 4
+    processes each, alternating; 2-core CPU, 2026-11-30)."""
+    return torch.cat([torch.bincount(index[lvl].reshape(-1), contrib[lvl].reshape(-1), minlength=size * n_feat)
+                      for lvl, size in enumerate(sizes)]).view(-1, n_feat)
 
 
 def compiled_encoding_available() -> bool:
