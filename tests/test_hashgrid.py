@@ -6,7 +6,9 @@ Kernel tests run on CPU under Triton's interpreter (tests/conftest.py sets TRITO
 """
 
 import math
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -282,6 +284,25 @@ def test_encoder_takes_the_compiled_loop_only_where_it_applies(monkeypatch):
     x.requires_grad_(True)
     enc(x).sum().backward()  # positions need a gradient: the reference
     assert calls == [(600, 3)] and x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compiled_backward_runs_on_the_calling_thread(monkeypatch):
+    """The table gradient starts no thread and hands no work to a thread pool: Python threads that start OpenMP
+    regions make libgomp put its idle workers to sleep in every operator of the process (a lego training step
+    took 91 instead of 77 ms with the levels on a thread pool)."""
+    enc = tiny_encoder(TINY3, dtype=torch.float32)
+    enc.compile = True
+    x = torch.rand(600, 3)
+    compiled_or_skip(lambda: enc(x).sum().backward())  # compiles first (the compiler may use threads)
+    handed = []
+    monkeypatch.setattr(threading.Thread, "start", lambda self, _f=threading.Thread.start: handed.append(self)
+                        or _f(self))
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", lambda self, *a, _f=ThreadPoolExecutor.submit, **k:
+                        handed.append(a) or _f(self, *a, **k))
+    enc.embeddings.grad = None
+    enc(x).sum().backward()
+    assert enc.embeddings.grad.abs().sum() > 0 and handed == []
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
