@@ -241,6 +241,23 @@ def test_compiled_loop_matches_reference(cfg, n_features, dtype):
         assert table.grad.abs().sum() > 0
 
 
+def test_folded_level_order_alternates_fine_and_coarse():
+    """The compiled loops visit the levels finest, coarsest, second finest, ...: every level once, and each half
+    of the order (what each of 2 threads gets) holds half the levels with a similar sum of level indices."""
+    from nerfkit.kernels.hashgrid_compiled import folded_order
+
+    assert folded_order(1) == [0] and folded_order(2) == [1, 0] and folded_order(3) == [2, 0, 1]
+    assert folded_order(8) == [7, 0, 6, 1, 5, 2, 4, 3]
+    for n in range(1, 20):
+        order = folded_order(n)
+        assert sorted(order) == list(range(n))
+        if n % 4 == 0:  # 2 equal halves: level sums within one pair of each other
+            first, second = sum(order[:n // 2]), sum(order[n // 2:])
+            assert abs(first - second) <= n // 2 and first + second == n * (n - 1) // 2
+    # coarse to fine, the first half held the n/2 coarsest levels: sums 6 and 22 for 8 levels
+    assert sum(folded_order(8)[:4]) == 14
+
+
 def test_compiled_loop_rows_use_reduced_primes_in_int32_where_they_fit():
     """The fused loops hash with the primes' low bits (32-bit products): the same rows as the reference's full
     64-bit products, on fine hashed levels where those exceed 2^32; int64 where 32 bits could overflow."""

@@ -10,6 +10,17 @@ Rows are computed in 32-bit integers where they cannot overflow (the hash primes
 table's low bits, which leaves the rows unchanged; see ``_level_constants``): CPUs with AVX2 but no AVX-512 have
 no 64-bit vector multiply, and a lego training step took 74.8 against 83.8 ms (2026-11-30).
 
+The loops run over the levels in a folded order (finest, coarsest, second finest, second coarsest, ...), not
+coarse to fine. The compiled loops share the levels among threads in contiguous blocks, and a level costs more the
+finer it is (its table rows scatter over more cache lines: 0.5 ms for each of the 3 coarsest levels of a lego
+training batch, 1.15 ms for the finest, one thread). Coarse to fine, one of 2 threads got the 4 finest levels and
+the pair ran 1.1x faster than one thread; folded, 1.7x (that batch's 40k marched points, the CPU default grid,
+repeated calls: 8.45 against 5.03 ms; inside training steps, in blocks alternating with the old order: 7.2
+against 8.3 ms; 2-core CPU, 2026-11-30; ``benchmarks/hashgrid_cpu.py`` compares the two orders). The forward
+pass puts its rows back in level order (one copy of the output, ~0.3 ms for 40k points); the backward pass reads
+the output's gradient in the folded order and adds each level's terms into that level's block of the table
+gradient, wherever it lies.
+
 Both loops work level-major: the points come in coordinate-major (``(D, n)``, one contiguous row per coordinate)
 and the features go out as ``(L, F, n)`` (returned as the transposed ``(n, L * F)`` view). Inductor then
 vectorises along the points and shares the levels among threads. With the point-major layout of the inputs and
@@ -41,7 +52,7 @@ from torch.autograd.function import once_differentiable
 from ..encoders.hashgrid import _level_multipliers
 from .compiled import CompiledLoop
 
-__all__ = ["hash_grid_encode_compiled", "compiled_encoding_available", "MIN_POINTS"]
+__all__ = ["hash_grid_encode_compiled", "compiled_encoding_available", "folded_order", "MIN_POINTS"]
 
 MIN_POINTS = 256
 """Smaller batches take the reference path (sizes 0 and 1 would make the compiler specialise again)."""
@@ -111,6 +122,18 @@ _FORWARD = CompiledLoop(_forward, "the compiled hash encoding")
 _BACKWARD = CompiledLoop(_backward_terms, "the compiled hash encoding", group=_FORWARD)
 
 
+def folded_order(n_levels: int) -> list[int]:
+    """The levels finest first, coarsest second, then second finest, second coarsest, ...: contiguous blocks of
+    this order hold a similar mix of cheap (coarse) and costly (fine) levels, whatever the number of threads."""
+    low, high, order = 0, n_levels - 1, []
+    while low <= high:
+        order.append(high)
+        if low < high:
+            order.append(low)
+        low, high = low + 1, high - 1
+    return order
+
+
 def _level_constants(offsets: Tensor, resolutions: Tensor, in_dim: int, log2_hashmap_size: int):
     """Per level: the multipliers ``(L, D)`` and ``hashed`` flags of the reference, and the first row ``(L,)``,
     as int32 wherever no row computation can leave its range (else int64).
@@ -134,38 +157,48 @@ class _CompiledHashEncode(torch.autograd.Function):
     def forward(ctx, x: Tensor, table: Tensor, offsets: Tensor, resolutions: Tensor, log2_hashmap_size: int,
                 encoded: Tensor | None = None) -> Tensor:
         mult, hashed, offs = _level_constants(offsets, resolutions, x.shape[-1], log2_hashmap_size)
+        n_levels = resolutions.shape[0]
+        order = torch.tensor(folded_order(n_levels), device=resolutions.device)
+        # the per-level constants in the loops' (folded) order
+        resolutions, mult, hashed, offs = (t.index_select(0, order) for t in (resolutions, mult, hashed, offs))
         mask = 2 ** log2_hashmap_size - 1
         x_t = torch.stack(x.unbind(1))  # (D, n); for D = 3, ~5x faster than x.t().contiguous() on a CPU
-        ctx.save_for_backward(x_t, resolutions, mult, hashed)
+        ctx.save_for_backward(x_t, resolutions, mult, hashed, order)
         ctx.mask, ctx.table_dtype, ctx.offsets = mask, table.dtype, offsets
         if encoded is not None:  # the caller has these values already (from a gradient-free pass)
             return encoded
         args = (x_t, table, resolutions, mult, hashed, offs, mask)
         out = _FORWARD(*args)
         out = _forward(*args) if out is None else out  # the compiler failed on this call: the same loop, eager
+        out = out.index_select(0, torch.argsort(order))  # (L, F, n), the levels back in their order
         return out.view(-1, x.shape[0]).t()  # (L, F, n) -> (n, L * F), a transposed view
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        x_t, resolutions, mult, hashed = ctx.saved_tensors
+        x_t, resolutions, mult, hashed, order = ctx.saved_tensors
         grad_table = None
         if ctx.needs_input_grad[1]:
-            grad_t = grad.t().contiguous()  # (L * F, n): level-major, as the loop writes its terms
-            n_feat = grad.shape[-1] // resolutions.shape[0]
-            sizes = (ctx.offsets[1:resolutions.shape[0] + 1] - ctx.offsets[:resolutions.shape[0]]).tolist()
+            n_levels = resolutions.shape[0]
+            n_feat = grad.shape[-1] // n_levels
+            # (L * F, n): level-major in the loops' order, as the loop writes its terms
+            grad_t = grad.t().contiguous().view(n_levels, -1).index_select(0, order).view(n_levels * n_feat, -1)
+            sizes = (ctx.offsets[1:n_levels + 1] - ctx.offsets[:n_levels]).tolist()
             index_dtype = torch.int32 if max(sizes) * n_feat < 2 ** 31 else torch.int64
             args = (x_t, grad_t, resolutions, mult, hashed, ctx.mask, index_dtype)
             terms = _BACKWARD(*args)  # None where the compiler failed: the same loop, eager
             index, contrib = _backward_terms(*args) if terms is None else terms
-            grad_table = _accumulate_levels(index, contrib, sizes, n_feat).to(ctx.table_dtype)
+            grad_table = _accumulate_levels(index, contrib, sizes, n_feat, order.tolist()).to(ctx.table_dtype)
         return None, grad_table, None, None, None, None
 
 
-def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat: int) -> Tensor:
+def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat: int,
+                       order: list[int] | None = None) -> Tensor:
     """The ``(sum(sizes), F)`` table gradient from the level-major terms of :func:`_backward_terms`: one
     ``bincount`` per level into that level's ``(rows, F)`` block (a serial loop over an array that fits the
     caches: on CPU ~4x faster than ``index_add_`` over the whole table), the levels one after the other.
+    ``order``: the level of each row of ``index`` and ``contrib`` (default: level ``i`` in row ``i``); ``sizes``
+    are in level order.
 
     Not on a pool of Python threads: the levels did run ~1.2x faster that way, but threads that start OpenMP
     regions of their own (``bincount`` reduces its input first) make libgomp count more threads than cores, and it
@@ -173,8 +206,11 @@ def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat:
     region of the training step, in every operator, then woke a worker through the kernel (~370 context switches
     and ~6-9 ms of system time a step). Lego ngp training steps took 77 against 91 ms without the pool (means of 4
     processes each, alternating; 2-core CPU, 2026-11-30)."""
-    return torch.cat([torch.bincount(index[lvl].reshape(-1), contrib[lvl].reshape(-1), minlength=size * n_feat)
-                      for lvl, size in enumerate(sizes)]).view(-1, n_feat)
+    order = list(range(len(sizes))) if order is None else order
+    blocks: list[Tensor | None] = [None] * len(sizes)
+    for row, lvl in enumerate(order):
+        blocks[lvl] = torch.bincount(index[row].reshape(-1), contrib[row].reshape(-1), minlength=sizes[lvl] * n_feat)
+    return torch.cat(blocks).view(-1, n_feat)
 
 
 def compiled_encoding_available() -> bool:
