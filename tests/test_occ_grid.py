@@ -481,3 +481,22 @@ def test_marching_budget_arithmetic_is_64_bit():
     counts = torch.tensor([2 ** 30, 2 ** 30, 2 ** 30, 5, 2 ** 31 + 7], dtype=torch.long)
     assert _chunk_bounds(counts, 2 ** 31) == [(0, 2), (2, 4), (4, 5)]
     assert _chunk_bounds(counts[:2], 2 ** 32) == [(0, 2)]
+
+
+def test_cell_coordinates_are_the_grid_rows():
+    """The update computes each drawn cell's coordinates arithmetically: the same as the grid's own rows."""
+    est = OccGridEstimator(torch.tensor([0.0, 0.0, 0.0, 1.0, 2.0, 3.0]), resolution=(5, 6, 7), levels=2)
+    idx = torch.randint(est.cells_per_lvl, (300,), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(est._cell_coords(idx), est.grid_coords[idx])
+
+
+def test_update_keeps_the_largest_draw_of_a_cell_drawn_twice():
+    """A cell drawn twice in one update keeps the larger of its two values, whichever is written last."""
+    est = OccGridEstimator(torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]), resolution=4)
+    est.train()
+    cells = torch.tensor([5, 9, 5])
+    values = iter([torch.tensor([0.7, 0.2, 0.3]), torch.tensor([0.1, 0.2, 0.9])])
+    for expected in (0.7, 0.9):
+        est._uniform_and_occupied_cells = lambda n, generator: [cells]
+        est._update(1000, lambda x: next(values), ema_decay=1.0, warmup_steps=0)
+        assert est.occs[5].item() == pytest.approx(expected) and est.occs[9].item() == pytest.approx(0.2)
