@@ -1,11 +1,12 @@
 """Where a training step of a trained Instant-NGP run spends its time on the CPU, stage by stage, with all
 threads and with one: what a faster step would have to shorten, and which stages the second core speeds up.
 
-    python benchmarks/ngp_step_cpu.py --run RUN [--checkpoint FILE] [--blocks 12] [--steps-per-block 5]
+    python benchmarks/ngp_step_cpu.py --run RUN [--checkpoint FILE] [--blocks 12] [--steps-per-block N]
 
 RUN is a run folder with checkpoints, e.g. from ``benchmarks/ngp_lego.py --run-dir RUN``. From the checkpoint
 (model, occupancy grid, batch size), the trainer's step (grid update, rays, forward, loss, backward, Adam; no
-logging or checkpoints) runs in blocks of ``--steps-per-block`` steps, alternating between the machine's thread
+logging or checkpoints) runs in blocks of ``--steps-per-block`` steps (default: the grid's update interval, so
+that every block holds one grid update), alternating between the machine's thread
 count and one thread (the machine's speed drifts within minutes: only steps timed side by side compare). Each
 stage is timed by wrapping the function that does it:
 
@@ -74,11 +75,12 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a run folder with checkpoints (method ngp)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the run's latest")
     parser.add_argument("--blocks", type=int, default=12, help="timed blocks per thread count")
-    parser.add_argument("--steps-per-block", type=int, default=5)
+    parser.add_argument("--steps-per-block", type=int, default=None,
+                        help="default: the occupancy grid's update interval (16), one update per block")
     parser.add_argument("--profile-steps", type=int, default=10)
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "ngp_step_cpu.json")
     args = parser.parse_args()
-    if args.blocks < 1 or args.steps_per_block < 1 or args.profile_steps < 0:
+    if args.blocks < 1 or (args.steps_per_block or 1) < 1 or args.profile_steps < 0:
         sys.exit("--blocks and --steps-per-block must be >= 1, --profile-steps >= 0")
     if args.checkpoint is None:
         found = latest_checkpoint(args.run / "checkpoints")
@@ -90,6 +92,8 @@ def main() -> None:
         sys.exit(f"{args.run} is a {cfg.method} run; this benchmark profiles --method ngp")
     state = load_checkpoint(args.checkpoint, device)
     model.load_state_dict(state["model"])
+    if args.steps_per_block is None:
+        args.steps_per_block = model.occgrid.cfg.update_every
     sampler = RaySampler(scene.split("train").to(device))
     lr = cfg.lr_final if cfg.lr_final is not None else model.default_lr_final  # the run's last learning rate
     optimizer = adam(model.param_groups(), lr, model.adam_eps, device)
