@@ -39,6 +39,7 @@ import nerfkit.sampling.grid as grid_module  # noqa: E402
 from nerfkit.cli import load_run  # noqa: E402
 from nerfkit.data.rays import RaySampler, composite  # noqa: E402
 from nerfkit.train.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
+from nerfkit.train.host_memory import reuse_freed_memory  # noqa: E402
 from nerfkit.train.trainer import adam, background_colors  # noqa: E402
 
 STAGES = ("grid update", "rays", "march", "density pass", "field forward", "rest of rendering", "backward",
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=10)
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "ngp_step_cpu.json")
     args = parser.parse_args()
+    reuse_freed_memory()  # as training does (nerfkit.train.host_memory)
     if args.blocks < 1 or (args.steps_per_block or 1) < 1 or args.profile_steps < 0:
         sys.exit("--blocks and --steps-per-block must be >= 1, --profile-steps >= 0")
     if args.checkpoint is None:
