@@ -100,6 +100,46 @@ def test_training_renders_reuse_the_encoding_of_the_early_stopping_pass(monkeypa
     torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-6)
 
 
+def test_renders_encode_each_rays_direction_once(monkeypatch):
+    """Training and inference renders encode each ray's direction once and gather it per sample: the same
+    images and gradients as encoding every sample's direction, with the SH encoder run on rays, not samples."""
+    from nerfkit.encoders import SHEncoder
+
+    torch.manual_seed(0)
+    model = InstantNGP(NGPConfig(field=small_field_config(), target_samples=4096), 0.5, 5.0,
+                       torch.tensor([-1.0, -1, -1, 1, 1, 1]))
+    model.occgrid.step_size = 0.05
+    g = torch.Generator().manual_seed(1)
+    rays_o = torch.randn(64, 3, generator=g) * 0.1 + torch.tensor([0.0, 0.0, 3.0])
+    rays_d = torch.nn.functional.normalize(torch.randn(64, 3, generator=g) * 0.2 + torch.tensor([0.0, 0, -1]),
+                                           dim=-1)
+    sizes = []
+    monkeypatch.setattr(SHEncoder, "forward", lambda self, d, _f=SHEncoder.forward: sizes.append(d.shape[0])
+                        or _f(self, d))
+
+    def render(per_ray: bool):
+        if not per_ray:
+            monkeypatch.delattr(NGPField, "encode_directions")
+        sizes.clear()
+        model.train()
+        model.zero_grad()
+        out = model(rays_o, rays_d, torch.ones(3), torch.Generator().manual_seed(2))
+        out["rgb"].sum().backward()
+        model.eval()
+        with torch.no_grad():
+            image = model(rays_o, rays_d, torch.ones(3))["rgb"]
+        grads = [p.grad.clone() for p in model.field.color_mlp.parameters()]
+        return out["rgb"].detach(), image, grads, list(sizes), int(out["n_samples"])
+
+    rgb, image, grads, per_ray_sizes, n_samples = render(True)
+    ref_rgb, ref_image, ref_grads, per_sample_sizes, _ = render(False)
+    assert n_samples > 64 and per_ray_sizes == [64, 64]  # one training render, one inference render
+    assert per_sample_sizes[0] == n_samples
+    assert torch.equal(rgb, ref_rgb) and torch.equal(image, ref_image)
+    for a, b in zip(grads, ref_grads):
+        assert torch.equal(a, b) and a.abs().sum() > 0
+
+
 def test_batch_size_adapts_to_the_sample_budget():
     model = InstantNGP(NGPConfig(field=small_field_config(), target_samples=4096), 0.5, 5.0,
                        torch.tensor([-1.0, -1, -1, 1, 1, 1]))

@@ -185,15 +185,26 @@ class NGPField(nn.Module):
         raw = F.linear(self.density_mlp[:-1](encoded), last.weight[:1], last.bias[:1]).reshape(x.shape[:-1])
         return trunc_exp(at_least_float32(raw) + self.cfg.density_bias) * inside, encoded, flat
 
-    def color(self, features: Tensor, directions: Tensor) -> Tensor:
-        """``rgb (..., 3)`` from :meth:`density_and_features`' features and unit ``directions (..., 3)``."""
-        d = self.dir_encoder(directions)
+    def encode_directions(self, directions: Tensor) -> Tensor:
+        """The spherical-harmonics encoding ``(..., sh_degree^2)`` of unit ``directions (..., 3)``, which
+        :meth:`color` and :meth:`forward` take back as ``encoded_dirs``. Renderers encode each ray's direction once
+        and hand every sample its ray's row: the same numbers as encoding per sample, for a fraction of the work
+        (lego ngp training: 3.6k rays against 16k kept samples a step)."""
+        return self.dir_encoder(directions)
+
+    def color(self, features: Tensor, directions: Tensor | None, encoded_dirs: Tensor | None = None) -> Tensor:
+        """``rgb (..., 3)`` from :meth:`density_and_features`' features and unit ``directions (..., 3)``, or their
+        :meth:`encode_directions` rows ``encoded_dirs`` (then ``directions`` is not read)."""
+        d = self.dir_encoder(directions) if encoded_dirs is None else encoded_dirs
         return torch.sigmoid(at_least_float32(self.color_mlp(torch.cat([d.to(features.dtype), features], dim=-1))))
 
-    def forward(self, positions: Tensor, directions: Tensor, encoded: Tensor | None = None
-                ) -> tuple[Tensor, Tensor]:
+    def forward(self, positions: Tensor, directions: Tensor | None, encoded: Tensor | None = None,
+                encoded_dirs: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(rgb, sigma)``; ``encoded`` and ``encoded_dirs``: the positions' hash encoding
+        (:meth:`density_and_encoding`) and the directions' (:meth:`encode_directions`), where the caller has
+        them."""
         sigma, features = self.density_and_features(positions, encoded)
-        return self.color(features, directions), sigma
+        return self.color(features, directions, encoded_dirs), sigma
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by kind: the hash tables (no weight decay) and the MLPs."""

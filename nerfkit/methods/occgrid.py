@@ -147,7 +147,8 @@ class OccGridSampler(nn.Module):
 
         A field with ``density_and_encoding(x) -> (sigma, encoded | None)`` (:class:`~nerfkit.fields.NGPField`)
         gets the kept samples' rows of ``encoded`` back in ``forward(x, dirs, encoded)``: what the early-stopping
-        pass computed is not computed again.
+        pass computed is not computed again. A field with ``encode_directions(rays_d)`` encodes each ray's
+        direction once and gets each sample's row as ``forward(x, None, encoded, encoded_dirs)``.
         """
         if not self.training and not torch.is_grad_enabled() and self.cfg.samples_per_round > 0:
             return self.render_in_rounds(field, rays_o, rays_d, render_bkgd)
@@ -176,8 +177,13 @@ class OccGridSampler(nn.Module):
         if encoded[0] is not None and kept is not None:
             encoded[0] = select_rows(encoded[0], kept)
 
+        # a field with encode_directions (NGPField) gets each ray's direction encoding, gathered per sample
+        ray_dirs = field.encode_directions(rays_d) if hasattr(field, "encode_directions") else None
+
         def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
             x = positions(t_starts, t_ends, ray_indices)
+            if ray_dirs is not None:
+                return field(x, None, encoded[0], ray_dirs.index_select(0, ray_indices))
             dirs = rays_d.index_select(0, ray_indices)
             if encoded[0] is not None:
                 return field(x, dirs, encoded[0])
@@ -220,6 +226,8 @@ class OccGridSampler(nn.Module):
         alive = t_exit > near  # rays that miss every box have t_exit = -inf
         alpha_thre = min(self.cfg.alpha_thre, float(est.occs.mean().item()))
         split = hasattr(field, "density_and_features") and hasattr(field, "color")
+        # each ray's direction encoding once, gathered per shaded sample (fields with encode_directions)
+        ray_dirs = field.encode_directions(rays_d) if split and hasattr(field, "encode_directions") else None
         window, n_samples, budget = self.cfg.samples_per_round, 0, self.cfg.render_max_samples
         while bool(alive.any()):
             # (memory) at most `budget` steps marched, and samples shaded, at once
@@ -248,7 +256,11 @@ class OccGridSampler(nn.Module):
                     if split:  # colour only what training's sampling would keep: weight > 0, not behind opaque
                         shade = torch.nonzero((weights > 0) & (trans >= self.cfg.early_stop_eps))[:, 0]
                         rays, weights = rays[shade], weights[shade]
-                        rgbs = _in_pieces(field.color, budget, features[shade], rays_d[rays])
+                        if ray_dirs is not None:
+                            rgbs = _in_pieces(lambda f, d: field.color(f, None, d), budget, features[shade],
+                                              ray_dirs.index_select(0, rays))
+                        else:
+                            rgbs = _in_pieces(field.color, budget, features[shade], rays_d[rays])
                     rgb.index_add_(0, rays, weights[:, None] * rgbs.to(rgb.dtype))
                     n_samples += local.numel()
                 near[ids] = far
