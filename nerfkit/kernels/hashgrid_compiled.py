@@ -192,13 +192,11 @@ class _CompiledHashEncode(torch.autograd.Function):
         return None, grad_table, None, None, None, None
 
 
-def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat: int,
-                       order: list[int] | None = None) -> Tensor:
+def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat: int, order: list[int]) -> Tensor:
     """The ``(sum(sizes), F)`` table gradient from the level-major terms of :func:`_backward_terms`: one
     ``bincount`` per level into that level's ``(rows, F)`` block (a serial loop over an array that fits the
     caches: on CPU ~4x faster than ``index_add_`` over the whole table), the levels one after the other.
-    ``order``: the level of each row of ``index`` and ``contrib`` (default: level ``i`` in row ``i``); ``sizes``
-    are in level order.
+    ``order``: the level of each row of ``index`` and ``contrib``; ``sizes`` are in level order.
 
     Not on a pool of Python threads: the levels did run ~1.2x faster that way, but threads that start OpenMP
     regions of their own (``bincount`` reduces its input first) make libgomp count more threads than cores, and it
@@ -206,7 +204,6 @@ def _accumulate_levels(index: Tensor, contrib: Tensor, sizes: list[int], n_feat:
     region of the training step, in every operator, then woke a worker through the kernel (~370 context switches
     and ~6-9 ms of system time a step). Lego ngp training steps took 77 against 91 ms without the pool (means of 4
     processes each, alternating; 2-core CPU, 2026-11-30)."""
-    order = list(range(len(sizes))) if order is None else order
     blocks: list[Tensor | None] = [None] * len(sizes)
     for row, lvl in enumerate(order):
         blocks[lvl] = torch.bincount(index[row].reshape(-1), contrib[row].reshape(-1), minlength=sizes[lvl] * n_feat)
