@@ -19,7 +19,6 @@ benchmarks/results/hashgrid_cpu.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, median_seconds  # noqa: E402
+from machine import machine_info, median_seconds, write_record  # noqa: E402
 
 import nerfkit.kernels.hashgrid_compiled as hashgrid_compiled  # noqa: E402
 from nerfkit.encoders import HashGridEncoder  # noqa: E402
@@ -130,9 +129,7 @@ def main() -> None:
     print(f"compiled path's first calls (compilation): forward {rows['compiled']['first_forward_s']:.1f} s, "
           f"forward+backward {rows['compiled']['first_forward_backward_s']:.1f} s")
     print(f"largest difference: output {out_diff:.1e}, table gradient {grad_diff:.1e}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2))
-    print(f"machine: {record['machine']['cpu']}; wrote {args.output}")
+    write_record(record, args.output)
 
 
 if __name__ == "__main__":

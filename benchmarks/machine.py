@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -46,3 +48,10 @@ def machine_info() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def write_record(record: dict, path: Path) -> None:
+    """Writes a benchmark's ``record`` (with its ``machine``) as JSON to ``path`` and says so, naming the CPU."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+    print(f"machine: {record['machine']['cpu']}; wrote {path}")

@@ -14,7 +14,6 @@ compilation) is printed apart. Written, with the machine, to benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, median_seconds  # noqa: E402
+from machine import machine_info, median_seconds, write_record  # noqa: E402
 from primitives_cpu import BOX, FAR, NEAR, STEP, camera_rays, cell_centres  # noqa: E402
 
 from nerfkit.sampling import traverse_grids  # noqa: E402
@@ -90,9 +89,7 @@ def main() -> None:
     record = {"benchmark": "traverse_grids on CPU: compiled loops vs torch reference", "rows": rows,
               "timing": "median of --repeats calls after a warm-up call", "repeats": args.repeats,
               "machine": machine_info()}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2))
-    print(f"machine: {record['machine']['cpu']}; wrote {args.output}")
+    write_record(record, args.output)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ benchmarks/results/ngp_paths_cpu.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_record  # noqa: E402
 
 from nerfkit.cli import load_run  # noqa: E402
 from nerfkit.data.rays import RaySampler, composite  # noqa: E402
@@ -143,9 +142,7 @@ def main() -> None:
               "size": [test.cameras.width, test.cameras.height], "train_steps": args.steps, "learning_rate": lr,
               "training": training, "training_speedup": speedup, "render_views": list(range(1, 1 + args.frames)),
               "rendering": rendering, "shading": shading, "machine": machine_info()}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2))
-    print(f"machine: {record['machine']['cpu']}; wrote {args.output}")
+    write_record(record, args.output)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_record  # noqa: E402
 
 import nerfkit.methods.occgrid as occgrid_module  # noqa: E402
 import nerfkit.sampling.grid as grid_module  # noqa: E402
@@ -197,9 +196,7 @@ def main() -> None:
               "samples_per_s": {str(t): rates[t] for t in counts}, "stages": rows, "operators": operators,
               "median_step_ms": {str(t): statistics.median(totals[t]) * 1000 for t in counts},
               "machine": machine_info()}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2))
-    print(f"machine: {record['machine']['cpu']}; wrote {args.output}")
+    write_record(record, args.output)
 
 
 if __name__ == "__main__":
