@@ -159,3 +159,23 @@ def test_reuse_freed_memory_takes_effect_on_glibc_and_is_a_no_op_elsewhere(monke
     monkeypatch.setattr(host_memory, "_DONE", {})
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
     assert host_memory.reuse_freed_memory() is False
+
+
+def test_the_step_check_flags_any_non_finite_gradient_and_nothing_else():
+    """One NaN or infinity in any gradient (here in the middle of a large one) raises the step's gradient flag; a
+    finite loss keeps its own flag down; finite gradients raise nothing."""
+    from nerfkit.train.trainer import _step_stats
+
+    params = [torch.nn.Parameter(torch.zeros(1000, 2)), torch.nn.Parameter(torch.zeros(3))]
+    losses = {"loss": torch.tensor(0.5), "mse": torch.tensor(0.25), "n_samples": torch.tensor(7)}
+    for bad in (None, float("nan"), float("inf"), -float("inf")):
+        params[0].grad = torch.randn(1000, 2)
+        params[1].grad = torch.randn(3)
+        if bad is not None:
+            params[0].grad[517, 1] = bad
+        loss_bad, grads_bad, n_samples, loss, mse = _step_stats(losses, params, torch.device("cpu")).tolist()
+        assert (loss_bad, grads_bad) == (0.0, float(bad is not None))
+        assert (n_samples, loss, mse) == (7.0, 0.5, 0.25)
+    losses["loss"] = torch.tensor(float("nan"))
+    params[0].grad = torch.randn(1000, 2)
+    assert _step_stats(losses, params, torch.device("cpu")).tolist()[:2] == [1.0, 0.0]

@@ -84,7 +84,7 @@ class RaySampler:
         rem = flat % (self.height * self.width)
         y, x = rem // self.width, rem % self.width
         origins, directions = self.split.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5)
-        return RayBatch(origins, directions, self._to_rgba(self.pixels[flat]))
+        return RayBatch(origins, directions, self._to_rgba(self.pixels.index_select(0, flat)))
 
     def image(self, index: int) -> RayBatch:
         """Every ray of image ``index``, row-major: ``(H * W, ...)``."""

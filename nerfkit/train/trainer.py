@@ -433,13 +433,14 @@ def _restore_rng(state: dict, cfg: TrainConfig, world: World, data_generator: to
 
 def _step_stats(losses: dict, params: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     """``[loss non-finite, gradients non-finite, samples, loss, mse]`` (float64 on ``device``, no host sync):
-    the flags are 1 when the loss, or the sum of the gradients' norms (one reduction over all of them), is not
-    finite."""
+    the flags are 1 when the loss, or the sum of all gradients' entries, is not finite (a NaN or an infinity
+    anywhere makes the sum so; so would finite gradients whose sum overflows, which is divergence too). Sums, not
+    norms: one read of each gradient without squares (lego ngp's 8 MiB table gradient on a 2-core CPU: ~0.1 ms
+    against ~0.5 ms for ``torch._foreach_norm``, 2026-11-30)."""
     loss = losses["loss"].detach().float()
     grads = [p.grad.detach() for p in params if p.grad is not None]
-    if grads:  # torch._foreach_norm: one kernel launch for all gradients (what clip_grad_norm_ uses)
-        norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
-        grads_bad = ~torch.isfinite(torch.stack(norms).float().sum())
+    if grads:
+        grads_bad = ~torch.isfinite(torch.stack([g.sum(dtype=torch.float32) for g in grads]).sum())
     else:
         grads_bad = torch.zeros((), dtype=torch.bool, device=device)
     n_samples = torch.as_tensor(losses.get("n_samples", 0.0), dtype=torch.float64).to(device)
