@@ -10,8 +10,9 @@ Results are checked against each other (largest difference printed). The compile
 over the levels coarse to fine (``compiled, level order``) instead of folded (finest, coarsest, ...; see
 ``nerfkit.kernels.hashgrid_compiled``), the two alternating call by call, on these points and on points along
 rays (``--rays`` rays of 16 consecutive samples 1/358 of the cube's diagonal apart, as a training batch's marched
-samples: coherent, so that coarse levels stay in the caches). Written, with the machine, to
-benchmarks/results/hashgrid_cpu.json.
+samples: coherent, so that coarse levels stay in the caches) and on points in one tiny cube (side 1/2000: every
+level's few rows they touch stay in the caches, so the difference to uniform points is the time spent waiting for
+table rows). Written, with the machine, to benchmarks/results/hashgrid_cpu.json.
 
     python benchmarks/hashgrid_cpu.py [--points 100000] [--repeats 10]
 """
@@ -79,6 +80,7 @@ def main() -> None:
     dirs = torch.nn.functional.normalize(torch.randn(args.rays, 1, 3), dim=-1)
     along = (starts + dirs * (3 ** 0.5 / 358) * torch.arange(16.0)[:, None]).clamp(0.0, 1.0).reshape(-1, 3)
     grad_along = torch.randn(along.shape[0], reference.out_dim)
+    one_cube = 0.5 + torch.rand(args.points, 3) / 2000  # the same rows again and again: the table in cache
 
     def forward(enc, points=x):
         with torch.no_grad():
@@ -96,17 +98,22 @@ def main() -> None:
         rows[name] = {"forward_ms": fwd * 1e3, "forward_backward_ms": step * 1e3,
                       "first_forward_s": first_fwd, "first_forward_backward_s": first_step}
     folded = hashgrid_compiled.folded_order
-    orders = {"compiled": lambda: setattr(hashgrid_compiled, "folded_order", folded),
-              "compiled, level order": lambda: setattr(hashgrid_compiled, "folded_order", level_order)}
+
+    def use_order(order) -> None:
+        hashgrid_compiled.folded_order = order
+        hashgrid_compiled._loop_constants.cache_clear()  # the order is part of the constants derived once
+
+    orders = {"compiled": lambda: use_order(folded), "compiled, level order": lambda: use_order(level_order)}
     rows["compiled_alternating"] = {}
-    for points, (pts, grad) in {"uniform": (x, grad_out), "along_rays": (along, grad_along)}.items():
+    for points, (pts, grad) in {"uniform": (x, grad_out), "along_rays": (along, grad_along),
+                                "in_one_tiny_cube": (one_cube, grad_out)}.items():
         fwd = alternating({k: (v, lambda: forward(compiled, pts)) for k, v in orders.items()}, 3 * args.repeats)
         step = alternating({k: (v, lambda: train_step(compiled, pts, grad)) for k, v in orders.items()},
                            3 * args.repeats)
         rows["compiled_alternating"][points] = {
             "points": pts.shape[0], **{name: {"forward_ms": fwd[name] * 1e3, "forward_backward_ms": step[name] * 1e3}
                                        for name in orders}}
-    hashgrid_compiled.folded_order = folded
+    use_order(folded)
     out_diff = float((forward(reference) - forward(compiled)).abs().max())
     grad_diff = float((train_step(reference) - train_step(compiled)).abs().max())
     for key in ("forward_ms", "forward_backward_ms"):

@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--n-levels", type=int, default=None, help="default: the method's for the device")
     parser.add_argument("--max-resolution", type=int, default=None, help="default: the method's for the device")
     parser.add_argument("--hidden-dim", type=int, default=None, help="MLP width (default: the method's)")
+    parser.add_argument("--n-hidden-color", type=int, default=None,
+                        help="hidden layers of the colour MLP (default: the method's)")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="keep the run (checkpoints, metrics) here, e.g. for benchmarks/ngp_paths_cpu.py "
@@ -75,6 +77,8 @@ def main() -> None:
         cfg.ngp.field.max_resolution = args.max_resolution
         if args.hidden_dim is not None:
             cfg.ngp.field.hidden_dim = args.hidden_dim
+        if args.n_hidden_color is not None:
+            cfg.ngp.field.n_hidden_color = args.n_hidden_color
         result = train(cfg)
         lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         resolved = json.loads((run / "config.json").read_text())["ngp"]  # the device's defaults filled in

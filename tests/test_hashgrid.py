@@ -258,6 +258,28 @@ def test_folded_level_order_alternates_fine_and_coarse():
     assert sum(folded_order(8)[:4]) == 14
 
 
+def test_loop_constants_are_derived_once_per_encoder_configuration():
+    """The compiled loops' per-level constants are computed once per (offsets, resolutions, dimension, table size)
+    and are the reference's constants in the folded order; another configuration gets its own."""
+    from nerfkit.kernels.hashgrid_compiled import _level_constants, _loop_constants, folded_order
+
+    a = HashGridEncoder(3, 4, 2, 10, 4, 64)
+    b = HashGridEncoder(3, 4, 2, 12, 4, 64)
+    key = (tuple(a.offsets.tolist()), tuple(a.resolutions.tolist()), 3, 10, torch.device("cpu"))
+    const = _loop_constants(*key)
+    assert _loop_constants(*key) is const
+    other = _loop_constants(tuple(b.offsets.tolist()), tuple(b.resolutions.tolist()), 3, 12, torch.device("cpu"))
+    assert other is not const and other.sizes != const.sizes
+    mult, hashed, offs = _level_constants(a.offsets, a.resolutions, 3, 10)
+    order = torch.tensor(folded_order(4))
+    assert const.order_list == folded_order(4) and torch.equal(const.order, order)
+    assert torch.equal(const.inverse[order], torch.arange(4))
+    for got, want in ((const.resolutions, a.resolutions), (const.mult, mult), (const.hashed, hashed),
+                      (const.offsets, offs)):
+        assert torch.equal(got, want[order])
+    assert const.sizes == a.level_sizes
+
+
 def test_compiled_loop_rows_use_reduced_primes_in_int32_where_they_fit():
     """The fused loops hash with the primes' low bits (32-bit products): the same rows as the reference's full
     64-bit products, on fine hashed levels where those exceed 2^32; int64 where 32 bits could overflow."""
