@@ -2,6 +2,7 @@
 threads and with one: what a faster step would have to shorten, and which stages the second core speeds up.
 
     python benchmarks/ngp_step_cpu.py --run RUN [--checkpoint FILE] [--blocks 12] [--steps-per-block N]
+                                      [--sweep-rays 900 1800 3600 7200]
 
 RUN is a run folder with checkpoints, e.g. from ``benchmarks/ngp_lego.py --run-dir RUN``. From the checkpoint
 (model, occupancy grid, batch size), the trainer's step (grid update, rays, forward, loss, backward, Adam; no
@@ -16,7 +17,10 @@ stage is timed by wrapping the function that does it:
 * backward, Adam, and the remainder (loss, ``zero_grad``, Python).
 
 Then a profile of a few steps with all threads gives the operators' own time (matrix products, the compiled
-loops, ``bincount``, ...). Written, with the machine, to benchmarks/results/ngp_step_cpu.json.
+loops, ``bincount``, ...). With ``--sweep-rays``, steps of those numbers of rays (all threads) run in blocks
+alternating between the sizes, and a straight line through (samples per step, ms per step) splits a step into
+what does not grow with its samples (Adam over the table, grid updates, per-call overheads, ...) and a cost per
+sample. Written, with the machine, to benchmarks/results/ngp_step_cpu.json.
 """
 
 from __future__ import annotations
@@ -70,6 +74,37 @@ class StageClock:
         setattr(owner, name, timed)
 
 
+def sweep_sizes(step, sizes: list[int], blocks: int, steps_per_block: int) -> dict:
+    """Mean ms per step and samples per step for each number of rays in ``sizes`` (blocks alternating between
+    the sizes, in turn forwards and backwards), and the least-squares line ms = fixed + per_sample * samples."""
+    for n_rays in sizes:  # warm-up: a new size is a new shape for the compiled loops' first calls
+        for _ in range(3):
+            step(n_rays)
+    ms: dict[int, list[float]] = {n: [] for n in sizes}
+    samples: dict[int, list[float]] = {n: [] for n in sizes}
+    for block in range(blocks):
+        for n_rays in (sizes if block % 2 == 0 else sizes[::-1]):
+            start, total = time.perf_counter(), 0
+            for _ in range(steps_per_block):
+                total += step(n_rays)
+            ms[n_rays].append((time.perf_counter() - start) / steps_per_block * 1000)
+            samples[n_rays].append(total / steps_per_block)
+    xs = [statistics.mean(samples[n]) for n in sizes]
+    ys = [statistics.mean(ms[n]) for n in sizes]
+    mean_x, mean_y = statistics.mean(xs), statistics.mean(ys)
+    per_sample = (sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+                  / max(sum((x - mean_x) ** 2 for x in xs), 1e-12))
+    fixed = mean_y - per_sample * mean_x
+    rows = [{"rays": n, "samples_per_step": x, "ms_per_step": y, "samples_per_s": x / y * 1000}
+            for n, x, y in zip(sizes, xs, ys)]
+    print(f"sweep over rays per step ({blocks} alternating blocks of {steps_per_block} steps each):")
+    for row in rows:
+        print(f"  {row['rays']:6d} rays  {row['samples_per_step']:8.0f} samples  {row['ms_per_step']:7.1f} ms  "
+              f"{row['samples_per_s']:9,.0f} samples/s")
+    print(f"  a step = {fixed:.1f} ms + {per_sample * 1000:.2f} us per sample")
+    return {"sizes": rows, "fixed_ms": fixed, "us_per_sample": per_sample * 1000}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="a run folder with checkpoints (method ngp)")
@@ -78,11 +113,15 @@ def main() -> None:
     parser.add_argument("--steps-per-block", type=int, default=None,
                         help="default: the occupancy grid's update interval (16), one update per block")
     parser.add_argument("--profile-steps", type=int, default=10)
+    parser.add_argument("--sweep-rays", type=int, nargs="*", default=[],
+                        help="rays per step to sweep (at least 2 sizes), for fixed and per-sample costs")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "ngp_step_cpu.json")
     args = parser.parse_args()
     reuse_freed_memory()  # as training does (nerfkit.train.host_memory)
     if args.blocks < 1 or (args.steps_per_block or 1) < 1 or args.profile_steps < 0:
         sys.exit("--blocks and --steps-per-block must be >= 1, --profile-steps >= 0")
+    if args.sweep_rays and (len(set(args.sweep_rays)) < 2 or min(args.sweep_rays) < 1):
+        sys.exit("--sweep-rays needs at least 2 different numbers of rays, each >= 1")
     if args.checkpoint is None:
         found = latest_checkpoint(args.run / "checkpoints")
         if found is None:
@@ -111,12 +150,12 @@ def main() -> None:
     clock.wrap(occgrid_module, "rendering", "rest of rendering")
     step_index = [first_step]
 
-    def step() -> int:
+    def step(n_rays: int = batch_size) -> int:
         model.train()
         model.before_step(step_index[0], generator)
         step_index[0] += 1
-        batch = sampler.sample(batch_size, generator)
-        bkgd = background_colors(background, batch_size, device, generator)
+        batch = sampler.sample(n_rays, generator)
+        bkgd = background_colors(background, n_rays, device, generator)
         outputs = model(batch.origins, batch.directions, bkgd, generator)
         losses = model.loss(outputs, composite(batch.rgba, bkgd))
         optimizer.zero_grad(set_to_none=True)
@@ -189,12 +228,14 @@ def main() -> None:
             operators.append({"name": event.key, "ms_per_step": ms, "calls_per_step": event.count / args.profile_steps})
             print(f"  {ms:7.2f}  {event.count / args.profile_steps:5.0f} calls  {event.key[:70]}")
 
+    sweep = sweep_sizes(step, args.sweep_rays, args.blocks, args.steps_per_block) if args.sweep_rays else None
+
     record = {"benchmark": "ngp training step on CPU, stage by stage, all threads vs one",
               "run": str(args.run), "checkpoint": str(args.checkpoint), "checkpoint_step": first_step,
               "rays_per_step": batch_size, "samples_per_step": samples[all_threads] / n_steps,
               "blocks": args.blocks, "steps_per_block": args.steps_per_block,
               "samples_per_s": {str(t): rates[t] for t in counts}, "stages": rows, "operators": operators,
-              "median_step_ms": {str(t): statistics.median(totals[t]) * 1000 for t in counts},
+              "median_step_ms": {str(t): statistics.median(totals[t]) * 1000 for t in counts}, "sweep": sweep,
               "machine": machine_info()}
     write_record(record, args.output)
 
