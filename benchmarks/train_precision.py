@@ -20,12 +20,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, machine_label  # noqa: E402
 from train_log import memory, read_log, throughput, train_config  # noqa: E402
 
 from nerfkit.cli import load_run  # noqa: E402
 from nerfkit.eval.render import evaluate_split  # noqa: E402
+from nerfkit.train.precision import bound_cpu_kernel_caches  # noqa: E402
 from nerfkit.train.trainer import train  # noqa: E402
 
 
@@ -68,6 +71,9 @@ def main() -> None:
     precisions = args.precisions or (["fp32", "bf16", "fp16"] if device_kind == "cuda" else ["fp32", "bf16"])
     output = args.output or Path(__file__).parent / "results" / f"train_precision_{device_kind}.json"
 
+    if "bf16" in precisions:  # as `nerfkit train --precision bf16` does, but before the first run: its
+        # evaluation (SSIM's convolutions) would create oneDNN's caches at their default size
+        bound_cpu_kernel_caches("bf16", torch.device(args.device))
     runs = [run(p, args) for p in precisions]
     reference = next((r for r in runs if r["precision"] == "fp32"), runs[0])
     for r in runs:
@@ -89,7 +95,7 @@ def main() -> None:
         print(f"{r['precision']:>9} {r['steps_per_s']:>8.2f} {r['rays_per_s']:>9,.0f} {r['speedup_vs_fp32']:>8.2f}x "
               f"{r['test_psnr']:>7.2f} {r['psnr_vs_fp32_db']:>+7.2f} {r['test_ssim']:>7.4f} {host_s:>23} {dev_s:>16}")
     print(f"{args.steps} steps each, {runs[0]['test_images']} test views at {runs[0]['resolution'][0]}x"
-          f"{runs[0]['resolution'][1]}; device {args.device}; machine: {record['machine']['cpu']}, "
+          f"{runs[0]['resolution'][1]}; device {args.device}; machine: {machine_label(record['machine'])}, "
           f"{record['machine']['torch_threads']} threads")
     print(f"wrote {output}")
 

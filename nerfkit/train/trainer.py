@@ -36,7 +36,7 @@ from .compile import compile_fields
 from .config import TrainConfig, from_dict, method_config, to_dict
 from .distributed import World, init_world
 from .host_memory import reuse_freed_memory
-from .precision import autocast, check_precision, grad_scaler
+from .precision import autocast, bound_cpu_kernel_caches, check_precision, grad_scaler
 
 __all__ = ["train", "build_model", "resolve_device", "learning_rate", "adam", "background_colors", "MetricsLog"]
 
@@ -159,6 +159,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     """
     device = resolve_device(cfg.device)
     check_precision(cfg.precision, device)
+    bound_cpu_kernel_caches(cfg.precision, device)  # (AMP) bf16 on a CPU: memory stays flat as shapes vary
     world = init_world(device, cfg.dist_timeout)  # (DDP) rank 0 of 1 outside torchrun
     try:
         return _train(cfg, world)
