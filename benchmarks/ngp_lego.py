@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, machine_label  # noqa: E402
 
 from nerfkit.cli import load_run  # noqa: E402
 from nerfkit.eval.render import evaluate_split, render_camera  # noqa: E402
@@ -134,7 +134,7 @@ def main() -> None:
           f"({record['samples_per_ray']:.1f} samples/ray)")
     print(f"final test PSNR {final['test_psnr']:.2f} dB, SSIM {final['test_ssim']:.4f} on {final['test_views']} views; "
           f"rendering {fps:.2f} frames/s at {test.cameras.width}x{test.cameras.height}")
-    print(f"machine: {record['machine'].get('gpu', record['machine']['cpu'])}; wrote {out}")
+    print(f"machine: {machine_label(record['machine'])}; wrote {out}")
 
 
 if __name__ == "__main__":
