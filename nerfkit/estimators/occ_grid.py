@@ -153,8 +153,10 @@ class OccGridEstimator(nn.Module):
             rays_o, rays_d, self.binaries, self.aabbs, near, far, render_step_size, cone_angle,
             compiled=self.compiled_march)
         if (sigma_fn is not None or alpha_fn is not None) and ray_indices.numel() > 0:
-            # Early in training every opacity is small: never prune harder than the grid's mean opacity.
-            alpha_thre = min(alpha_thre, float(self.occs.mean().item()))
+            # Early in training every opacity is small: never prune harder than the grid's mean opacity (read
+            # only where it can matter: a threshold of 0 prunes nothing either way).
+            if alpha_thre > 0:
+                alpha_thre = min(alpha_thre, float(self.occs.mean().item()))
             if sigma_fn is not None:
                 sigmas = sigma_fn(t_starts, t_ends, ray_indices)
                 _check_shape("sigma_fn", sigmas, t_starts)

@@ -224,7 +224,9 @@ class OccGridSampler(nn.Module):
             skip = torch.floor(((t_enter - near) / self.step_size).clamp_min(0.0).nan_to_num(0.0, 0.0, 0.0))
             near = near + skip * self.step_size
         alive = t_exit > near  # rays that miss every box have t_exit = -inf
-        alpha_thre = min(self.cfg.alpha_thre, float(est.occs.mean().item()))
+        alpha_thre = self.cfg.alpha_thre  # capped by the grid's mean opacity, as in training's sampling
+        if alpha_thre > 0:
+            alpha_thre = min(alpha_thre, float(est.occs.mean().item()))
         split = hasattr(field, "density_and_features") and hasattr(field, "color")
         # each ray's direction encoding once, gathered per shaded sample (fields with encode_directions)
         ray_dirs = field.encode_directions(rays_d) if split and hasattr(field, "encode_directions") else None
