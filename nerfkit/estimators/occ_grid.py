@@ -272,7 +272,7 @@ class OccGridEstimator(nn.Module):
             radius = float(((hi - lo) / res).norm() / 2)
             for start in range(0, self.cells_per_lvl, chunk):
                 idx = self.grid_indices[start:start + chunk]
-                centres = lo + (self.grid_coords[idx].to(torch.float32) + 0.5) / res * (hi - lo)
+                centres = lo + (self._cell_coords(idx).to(torch.float32) + 0.5) / res * (hi - lo)
                 cam = torch.einsum("cij,cnj->cni", rot_t, centres[None] - c2w[:, None, :, 3])  # (n_cams, M, 3)
                 depth = cam[..., 2]
                 uv = torch.einsum("cij,cnj->cni", K[:, :2, :3], cam) / depth.clamp_min(1e-9)[..., None]
