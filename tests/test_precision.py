@@ -113,10 +113,10 @@ def test_bf16_products_of_ever_new_shapes_do_not_grow_the_process_once_bounded()
     script = textwrap.dedent("""
         import torch
         from nerfkit.train.precision import bound_cpu_kernel_caches
+        from nerfkit.train.trainer import _memory_mb
         bound_cpu_kernel_caches("bf16", torch.device("cpu"))
         def rss_mb():
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * 4096 / 2 ** 20
+            return _memory_mb(torch.device("cpu"))["host_mem_mb"]
         w = torch.randn(32, 32).bfloat16()
         for n in range(1000, 1100):
             torch.randn(n, 32).bfloat16() @ w
