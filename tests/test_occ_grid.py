@@ -316,8 +316,45 @@ def test_invisible_cells_are_never_occupied():
     assert (occs[3:5, 3:5, :] >= 0).all()  # the column under the camera is seen
     assert (occs[0, 0, :] < 0).all()  # a far corner column is not
     est.train()
-    est.update_every_n_steps(0, lambda x: torch.ones(x.shape[0]), n=1)
-    assert not est.binaries[0, 0, 0].any() and est.binaries[0, 4, 4].all()
+    invisible = est.occs < 0
+    assert invisible.sum() > 100
+    # through warm-up (every visible cell) and well beyond it (uniform draws over the whole grid plus occupied
+    # cells): an invisible cell is never drawn, so it stays at -1 and unoccupied
+    for step in range(0, 64):
+        est.update_every_n_steps(step, lambda x: torch.ones(x.shape[0]), warmup_steps=4, n=1)
+        assert not est.binaries.view(-1)[invisible].any(), step
+    assert torch.equal(est.occs < 0, invisible) and (est.occs[invisible] == -1).all()
+    assert est.binaries[0, 4, 4].all() and est.binaries.view(-1)[~invisible].all()
+
+
+def test_invisible_cells_near_plane_and_per_camera_intrinsics():
+    """Two OpenGL cameras on the z axis facing each other, each with its own K (n, 3, 3): camera A (z = 3) with a
+    wide view, camera B (z = -3) narrow. A's near plane 2.5 puts the box's top slab (z > 0.5) before it: those
+    cells are marked even where B sees them; with near plane 0 only what neither camera sees is marked."""
+    wide = [[20.0, 0, 50], [0, 20.0, 50], [0, 0, 1]]  # 100 x 100 px, field of view ~136 deg
+    narrow = [[400.0, 0, 50], [0, 400.0, 50], [0, 0, 1]]  # ~14 deg
+
+    def marked(near, K=(wide, narrow)):
+        est = OccGridEstimator([-1.0, -1, -1, 1, 1, 1], resolution=8)
+        c2w = torch.tensor([[[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 3]],  # A: looks down -z
+                            [[1.0, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, -3]]])  # B: turned about x, looks up +z
+        est.mark_invisible_cells(torch.tensor(K), c2w, width=100, height=100, near_plane=near, opengl=True)
+        return (est.occs < 0).view(8, 8, 8)
+
+    assert not marked(0.0).any()  # A sees the whole box
+    # each camera has its own K: both narrow leaves the outer columns unseen, B wide sees all again
+    assert marked(0.0, (narrow, narrow))[0, 0].all() and not marked(0.0, (narrow, narrow))[3:5, 3:5].any()
+    assert not marked(0.0, (narrow, wide)).any()
+    with_near = marked(2.5)
+    centres_z = -1 + (torch.arange(8) + 0.5) / 8 * 2
+    radius = (3 * (2 / 8) ** 2) ** 0.5 / 2
+    before_a = (3 - centres_z) + radius < 2.5  # whole cell before A's near plane
+    assert before_a.any() and (~before_a).any()
+    # cells before A's near plane whose spheres project inside A's image: marked, also the central column B sees
+    assert with_near[2:6, 2:6][..., before_a].all()
+    assert with_near[3:5, 3:5][..., before_a].all()
+    # cells beyond A's near plane stay
+    assert not with_near[..., ~before_a].any()
 
 
 def test_bad_arguments_name_themselves():

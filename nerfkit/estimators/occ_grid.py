@@ -235,10 +235,13 @@ class OccGridEstimator(nn.Module):
                 for lvl in range(self.levels)]
 
     def _uniform_and_occupied_cells(self, n: int, generator: torch.Generator | None) -> list[Tensor]:
-        """Per level: ``n`` cells drawn uniformly and up to ``n`` drawn among the occupied ones."""
+        """Per level: ``n`` cells drawn uniformly (less those marked invisible) and up to ``n`` drawn among the
+        occupied ones."""
         out = []
         for lvl in range(self.levels):
             uniform = torch.randint(self.cells_per_lvl, (n,), device=self.occs.device, generator=generator)
+            # cells marked invisible (occs < 0, mark_invisible_cells) are never drawn: they stay at -1, unoccupied
+            uniform = uniform[self.occs[lvl * self.cells_per_lvl + uniform] >= 0]
             occupied = torch.nonzero(self.binaries[lvl].reshape(-1))[:, 0]
             if occupied.shape[0] > n:
                 pick = torch.randint(occupied.shape[0], (n,), device=occupied.device, generator=generator)
@@ -249,10 +252,14 @@ class OccGridEstimator(nn.Module):
     @torch.no_grad()
     def mark_invisible_cells(self, K: Tensor, c2w: Tensor, width: int, height: int, near_plane: float = 0.0,
                              chunk: int = 32 ** 3, opengl: bool = False) -> None:
-        """Marks cells that no camera sees as invisible (``occs = -1``): they are never updated nor occupied.
+        """Marks cells that no camera sees, or that lie in front of some camera's near plane, as invisible
+        (``occs = -1``): they are never updated nor occupied. Meant to run once, before training.
 
         A cell counts as seen when its bounding sphere reaches into some camera's image in front of
-        ``near_plane`` (a conservative test: no visible cell is ever marked).
+        ``near_plane`` (a conservative test: no visible cell is ever marked). As in nerfacc, a cell is also
+        marked when it is too near to any camera: its whole bounding sphere projects inside that camera's image
+        but lies before its near plane, so that the camera's rays, which start at the near plane, could never
+        explain it (even if another camera sees it).
 
         Args:
             K: ``(3, 3)`` or ``(n, 3, 3)`` intrinsics (pixels).
@@ -283,8 +290,12 @@ class OccGridEstimator(nn.Module):
                         & (uv[..., 1] >= -margin) & (uv[..., 1] <= height + margin))
                 # A cell straddling the camera plane is kept: its sphere contains points in front.
                 seen = seen | ((depth.abs() <= radius) & (depth + radius >= near_plane))
+                too_near = ((depth > radius) & (depth + radius < near_plane)
+                            & (uv[..., 0] >= margin) & (uv[..., 0] <= width - margin)
+                            & (uv[..., 1] >= margin) & (uv[..., 1] <= height - margin))
+                valid = seen.any(dim=0) & ~too_near.any(dim=0)
                 ids = lvl * self.cells_per_lvl + idx
-                self.occs[ids] = torch.where(seen.any(dim=0), self.occs[ids].clamp_min(0.0),
+                self.occs[ids] = torch.where(valid, self.occs[ids].clamp_min(0.0),
                                              torch.full_like(self.occs[ids], -1.0))
         self.binaries &= (self.occs >= 0).view(self.binaries.shape)
 
