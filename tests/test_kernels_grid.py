@@ -123,7 +123,7 @@ def test_float64_rays(monkeypatch):
     assert want[1].vals.numel() > 40
 
 
-@pytest.mark.parametrize("limit", [0, 1, 3])
+@pytest.mark.parametrize("limit", [1, 3])
 def test_traverse_steps_limit_and_rays_mask(monkeypatch, kernel_calls, limit):
     args, kwargs = make_scene(3, levels=2)
     mask = torch.rand(args[0].shape[0], generator=torch.Generator().manual_seed(1)) > 0.25
@@ -136,6 +136,17 @@ def test_traverse_steps_limit_and_rays_mask(monkeypatch, kernel_calls, limit):
     assert (counts <= limit).all() and (~mask & (counts > 0)).sum() == 0
     full = run(monkeypatch, "torch", *args, **{**options, "traverse_steps_limit": None})[1].packed_info[:, 1]
     assert (full > limit).sum() >= 3  # the limit does cut rays (their termination planes move)
+
+
+@pytest.mark.parametrize("mode", ["torch", "triton"])
+def test_a_steps_limit_of_zero_or_less_means_no_limit(monkeypatch, mode):
+    """nerfacc's convention (its kernel marches while ``limit <= 0 or n < limit``)."""
+    args, kwargs = make_scene(3, levels=2)
+    options = dict(step_size=0.15, cone_angle=0.02, **kwargs)
+    full = run(monkeypatch, mode, *args, **options)
+    assert full[1].packed_info[:, 1].max() > 3
+    for limit in (0, -1):
+        assert_same(run(monkeypatch, mode, *args, traverse_steps_limit=limit, **options), full)
 
 
 def test_rays_mask_only_and_all_masked(monkeypatch):

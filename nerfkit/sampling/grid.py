@@ -204,7 +204,8 @@ def traverse_grids(
         near_planes, far_planes: ``(n_rays,)`` per-ray bounds on ``t`` (default ``0`` and ``inf``).
         step_size: the minimum step length (> 0); cone_angle: steps grow as ``cone_angle * t`` beyond
             ``step_size / cone_angle``. Steps start at each ray's near plane.
-        traverse_steps_limit: keep at most this many samples per ray (for marching in rounds at inference).
+        traverse_steps_limit: keep at most this many samples per ray (for marching in rounds at inference);
+            ``None`` or ``<= 0``: no limit (as in nerfacc).
         over_allocate: accepted for nerfacc compatibility; the output is always exactly sized.
         rays_mask: ``(n_rays,)`` booleans; rays that are ``False`` are not marched.
         t_sorted, t_indices, hits: nerfacc's precomputed box intersections; ignored (they are cheap to redo).
@@ -216,7 +217,11 @@ def traverse_grids(
         ``intervals``: packed :class:`RayIntervals` (each sample's two edges, ``is_left``/``is_right``),
         ``samples``: packed :class:`RaySamples` of the interval midpoints with ``packed_info (n_rays, 2)`` and
         ``ray_indices (N,)`` (int64), and ``termination_planes (n_rays,)``: where each ray's march ended (its
-        far bound, or the end of its last kept sample when ``traverse_steps_limit`` cut it short).
+        far bound, or the end of its last kept sample when ``traverse_steps_limit`` cut it short). Unlike
+        nerfacc's, which reports the end of the last step it took (the near plane for a ray that misses every
+        box), a ray that ``traverse_steps_limit`` did not cut reports the end of its span (the exit of the boxes,
+        clipped to its far plane; the far plane when it misses), so that ``termination_planes`` used as the next
+        round's near planes leaves every finished ray with an empty span.
     """
     del over_allocate, t_sorted, t_indices, hits
     _check_march_args(rays_o, rays_d, binaries, aabbs, step_size)
@@ -268,6 +273,8 @@ def _march(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, near
     """The march of :func:`traverse_grids`: ``ray_indices (N,)``, ``t0 (N,)``, ``t1 (N,)`` grouped by ray and
     ``termination (n_rays,)``."""
     n_rays, device, dtype = rays_o.shape[0], rays_o.device, rays_o.dtype
+    if traverse_steps_limit is not None and traverse_steps_limit <= 0:
+        traverse_steps_limit = None  # nerfacc's convention: no limit
     near = torch.zeros(n_rays, device=device, dtype=dtype) if near_planes is None else near_planes.to(dtype)
     far = torch.full((n_rays,), math.inf, device=device, dtype=dtype) if far_planes is None else far_planes.to(dtype)
 
@@ -285,7 +292,7 @@ def _march(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, near
         # traverse_steps_limit, which is enough for the cut (and termination planes) below.
         from ..kernels.grid_triton import march_grids
 
-        cap = None if traverse_steps_limit is None or traverse_steps_limit < 0 else traverse_steps_limit + 1
+        cap = None if traverse_steps_limit is None else traverse_steps_limit + 1
         ray_indices, t0, t1 = march_grids(rays_o, rays_d, binaries, aabbs, near, t_start, t_end, step_size,
                                           cone_angle, max_per_ray=cap)
     elif cone_angle <= 0.0 and (block := _block_size(rays_d, aabbs, binaries.shape[1:], step_size)) >= 2:
@@ -312,8 +319,6 @@ def _march(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, near
 
     termination = torch.where(active, t_end, far.clamp_max(torch.finfo(dtype).max))
     if traverse_steps_limit is not None:
-        if traverse_steps_limit < 0:
-            raise ValueError(f"traverse_steps_limit must be >= 0, got {traverse_steps_limit}")
         counts = torch.bincount(ray_indices, minlength=n_rays)
         rank = torch.arange(ray_indices.shape[0], device=device) - (torch.cumsum(counts, 0) - counts)[ray_indices]
         keep = rank < traverse_steps_limit
