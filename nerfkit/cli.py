@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 
 from .data.scene import DataError
+from .train.checkpoint import DivergenceError
 from .train.config import TrainConfig
 from .train.distributed import DistributedError
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DataError, FileNotFoundError) as err:
         print(f"nerfkit: error: {err}", file=sys.stderr)
         return 2
-    except DistributedError as err:  # a training process lost its peers
+    except (DistributedError, DivergenceError) as err:  # a training process lost its peers; training diverged
         print(f"nerfkit: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -14,7 +14,7 @@ from nerfkit.cli import main
 from nerfkit.fields import VanillaFieldConfig
 from nerfkit.methods import VanillaConfig, VanillaNeRF
 from nerfkit.methods.occgrid import OccGridConfig
-from nerfkit.train.checkpoint import latest_checkpoint
+from nerfkit.train.checkpoint import DivergenceError, latest_checkpoint
 from nerfkit.train.trainer import train
 
 from test_cli import TINY
@@ -179,3 +179,141 @@ def test_the_step_check_flags_any_non_finite_gradient_and_nothing_else():
     losses["loss"] = torch.tensor(float("nan"))
     params[0].grad = torch.randn(1000, 2)
     assert _step_stats(losses, params, torch.device("cpu")).tolist()[:2] == [1.0, 0.0]
+
+
+def flip_a_byte_of_the_largest_tensor(path: Path) -> None:
+    """Corrupts one byte in the middle of the checkpoint's largest stored tensor (the archive stays readable)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = max(archive.infolist(), key=lambda e: e.file_size)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[entry.header_offset + 26:entry.header_offset + 30])
+    data[entry.header_offset + 30 + name_len + extra_len + entry.file_size // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_is_detected_and_the_corrupt_checkpoint_is_set_aside(tmp_path, tiny_scene_dir):
+    """torch.load would load a flipped bit as a wrong value: the archive's CRCs catch it. Resumed from the older
+    checkpoint, the run renames the corrupt newer one, which would otherwise outrank its new saves (with one
+    checkpoint kept, the step-12 save would have been deleted in favour of the corrupt step 10)."""
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=10, save_every=5, keep_checkpoints=3)
+    train(cfg)
+    ckpts = cfg.output / "checkpoints"
+    flip_a_byte_of_the_largest_tensor(ckpts / "step-00000010.pt")
+    torch.load(ckpts / "step-00000010.pt", weights_only=True)  # torch alone does not notice
+    with pytest.warns(UserWarning, match="step-00000010.pt is unreadable or corrupt: the CRC-32 of its entry"):
+        found = latest_checkpoint(ckpts)
+    assert found[0].name == "step-00000005.pt"
+
+    resumed = tiny_config(tmp_path, tiny_scene_dir.parent, steps=12, save_every=5, keep_checkpoints=1, resume=True)
+    with pytest.warns(UserWarning, match="set the unreadable checkpoint aside as .*step-00000010.pt.corrupt"):
+        assert train(resumed).step == 12
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-00000010.pt.corrupt", "step-00000012.pt"]
+    path, state = latest_checkpoint(ckpts)
+    assert path.name == "step-00000012.pt" and state["step"] == 12
+
+
+def poison_gradients(monkeypatch, bad_calls):
+    """Makes the vanilla method's gradients infinite (its loss staying finite) at the given (1-based) steps, as
+    an fp16 overflow does."""
+    loss, calls = VanillaNeRF.loss, [0]
+
+    def poisoned(self, outputs, target):
+        calls[0] += 1
+        out = loss(self, outputs, target)
+        if calls[0] in bad_calls:
+            probe = next(self.parameters()) * 1.0
+            probe.register_hook(lambda g: torch.full_like(g, float("inf")))
+            out = {**out, "loss": out["loss"] + probe.sum() * 0.0}
+        return out
+
+    monkeypatch.setattr(VanillaNeRF, "loss", poisoned)
+
+
+@pytest.fixture
+def fp16_on_cpu(monkeypatch):
+    """fp16 is refused on CPUs (no fast float16 arithmetic there), but torch runs its autocast and gradient
+    scaler on a CPU too: lifting the refusal runs the trainer's fp16 path (loss scaling, overflow skips, the
+    scaler in checkpoints) here exactly as on CUDA."""
+    from nerfkit.train import trainer
+
+    monkeypatch.setattr(trainer, "check_precision", lambda precision, device: None)
+
+
+def test_fp16_resume_is_exact_and_restores_the_loss_scale(tmp_path, tiny_scene_dir, fp16_on_cpu):
+    cache = tiny_scene_dir.parent
+    straight = tiny_config(tmp_path / "a", cache, steps=20, keep_checkpoints=5, precision="fp16")
+    train(straight)
+    _, state_straight = latest_checkpoint(straight.output / "checkpoints")
+    assert state_straight["scaler"]["scale"] == 65536.0 and state_straight["scaler"]["_growth_tracker"] == 20
+
+    interrupted = tmp_path / "b" / "run" / "checkpoints"
+    interrupted.mkdir(parents=True)
+    half = torch.load(straight.output / "checkpoints" / "step-00000010.pt", weights_only=True)
+    half["scaler"]["_growth_tracker"] = 7  # a resumed run must take its scaler state from the checkpoint
+    torch.save(half, interrupted / "step-00000010.pt")
+    train(tiny_config(tmp_path / "b", cache, steps=20, resume=True, precision="fp16"))
+    _, state_resumed = latest_checkpoint(interrupted)
+    assert state_resumed["scaler"]["_growth_tracker"] == 17
+    half["scaler"]["_growth_tracker"] = 10
+    torch.save(half, interrupted / "step-00000010.pt")
+    (interrupted / "step-00000020.pt").unlink()
+    train(tiny_config(tmp_path / "b", cache, steps=20, resume=True, precision="fp16"))
+    _, state_resumed = latest_checkpoint(interrupted)
+    assert state_resumed["scaler"] == state_straight["scaler"]
+    for key, value in state_straight["model"].items():
+        torch.testing.assert_close(state_resumed["model"][key], value, rtol=0, atol=0, msg=key)
+
+
+def test_fp16_overflows_are_skipped_counted_and_logged_not_taken_for_divergence(tmp_path, tiny_scene_dir,
+                                                                                fp16_on_cpu, monkeypatch):
+    poison_gradients(monkeypatch, {3, 4, 9})
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=20, save_every=100, max_bad_steps=2,
+                      precision="fp16")
+    assert train(cfg).step == 20
+    lines = records(cfg.output)
+    skipped = [(r["step"], r["skipped"], r["loss_scale"]) for r in lines if "skipped" in r]
+    assert skipped == [(3, "fp16 gradient overflow", 32768.0), (4, "fp16 gradient overflow", 16384.0),
+                       (9, "fp16 gradient overflow", 8192.0)]
+    assert not any("restored" in r for r in lines)  # two overflows in a row are not a divergence
+    last = [r for r in lines if "loss" in r][-1]
+    assert last["step"] == 20 and last["bad_steps"] == 0 and last["overflow_steps"] == 3
+    assert last["loss_scale"] == 8192.0
+    _, state = latest_checkpoint(cfg.output / "checkpoints")
+    assert adam_steps(state) == 17 and state["overflow_steps"] == 3 and state["bad_steps"] == 0
+    assert state["scaler"]["scale"] == 8192.0
+
+
+def test_fp16_gradients_that_overflow_at_a_loss_scale_of_one_count_as_divergence(tmp_path, tiny_scene_dir,
+                                                                                  fp16_on_cpu, monkeypatch):
+    """From 2^16 the scale halves on each overflow, reaching 1 after 16 of them (steps 2-17); overflowing still
+    (steps 18-20) is divergence: the guard restores the initial state, and fails clearly when that diverges too."""
+    poison_gradients(monkeypatch, set(range(2, 1000)))
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=60, save_every=100, max_bad_steps=3,
+                      precision="fp16")
+    with pytest.raises(DivergenceError, match="training diverged: 3 steps in a row"):
+        train(cfg)
+    lines = records(cfg.output)
+    overflows = [r["step"] for r in lines if r.get("skipped") == "fp16 gradient overflow"]
+    assert overflows == list(range(2, 18))
+    assert [r["step"] for r in lines if r.get("skipped") == "non-finite loss or gradients"] == [18, 19, 20, 21, 22, 23]
+    assert [(r["step"], r["restored"]) for r in lines if "restored" in r] == [(20, "the initial state")]
+
+
+def test_the_guard_never_restarts_from_the_initial_state_once_a_checkpoint_exists(tmp_path, tiny_scene_dir,
+                                                                                   monkeypatch, capsys):
+    """With one checkpoint kept, a second divergence right after the restore finds nothing older: training stops
+    with a clear error instead of silently restarting from random parameters; the CLI reports it as an error."""
+    poison_loss(monkeypatch, set(range(7, 1000)))
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=30, save_every=5, keep_checkpoints=1, max_bad_steps=2)
+    with pytest.raises(DivergenceError, match="no checkpoint from before step 5 is left"):
+        train(cfg)
+    assert [(r["step"], r["restored"]) for r in records(cfg.output) if "restored" in r] == [(8, "step-00000005.pt")]
+
+    poison_loss(monkeypatch, set(range(1, 1000)))
+    capsys.readouterr()
+    assert main(["train", "--output", str(tmp_path / "cli"), "--steps", "10", "--max-bad-steps", "2",
+                 "--data.cache-dir", str(tiny_scene_dir.parent), *TINY]) == 1
+    assert "nerfkit: error: training diverged: 2 steps in a row" in capsys.readouterr().err

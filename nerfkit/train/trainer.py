@@ -31,7 +31,8 @@ from ..data.scene import Scene
 from ..eval.metrics import psnr_from_mse
 from ..eval.render import evaluate_split
 from ..methods import METHODS
-from .checkpoint import latest_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (DivergenceError, latest_checkpoint, rng_state, save_checkpoint, set_aside_newer,
+                         set_rng_state)
 from .compile import compile_fields
 from .config import TrainConfig, from_dict, method_config, to_dict
 from .distributed import World, init_world
@@ -212,7 +213,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     data_generator.manual_seed(cfg.seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed + 1 + world.rank)
-    start_step, elapsed, lr_scale, bad_steps, initial = 0, 0.0, 1.0, 0, None
+    start_step, elapsed, lr_scale, bad_steps, overflow_steps, initial = 0, 0.0, 1.0, 0, 0, None
 
     if world.is_main:
         cfg.output.mkdir(parents=True, exist_ok=True)
@@ -224,7 +225,10 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         start_step, elapsed = int(state["step"]), float(state["elapsed"])
         batch_size = int(state.get("batch_size", batch_size))
         lr_scale, bad_steps = float(state.get("lr_scale", 1.0)), int(state.get("bad_steps", 0))
+        overflow_steps = int(state.get("overflow_steps", 0))
         if world.is_main:
+            for moved in set_aside_newer(ckpt_dir, start_step):  # unreadable, and they would outrank new saves
+                warnings.warn(f"set the unreadable checkpoint aside as {moved}", stacklevel=2)
             print(f"resumed from {path} at step {start_step}")
     else:  # what the divergence guard falls back to before the first checkpoint
         initial = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
@@ -235,16 +239,19 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     all_params = [p for group in optimizer.param_groups for p in group["params"]]
 
     def save(step: int) -> Path:
+        nonlocal initial
         world.check_in_sync(module, step, batch_size, lr_scale)  # (DDP) every rank holds the same model
         rng = {"data": data_generator.get_state(), "ranks": world.gather(rng_state(generator, device))}
         path = ckpt_dir / f"step-{step:08d}.pt"
         if world.is_main:
             path = save_checkpoint(ckpt_dir, step, {
                 "version": 2, "step": step, "elapsed": elapsed, "batch_size": batch_size, "lr_scale": lr_scale,
-                "bad_steps": bad_steps, "world_size": world.size, "config": to_dict(cfg),
+                "bad_steps": bad_steps, "overflow_steps": overflow_steps, "world_size": world.size,
+                "config": to_dict(cfg),
                 "model": module.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "rng": rng, "scene": scene.summary()},
                 cfg.keep_checkpoints)
+        initial = None  # from now on the guard restores checkpoints only, never discards a run's training
         world.barrier()
         return path
 
@@ -254,8 +261,8 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         return psnr
 
     def restore(before: int) -> int:
-        """Divergence guard: loads the newest checkpoint older than step ``before`` (or the initial state) into
-        the model, optimiser and scaler, and returns its step."""
+        """Divergence guard: loads the newest checkpoint older than step ``before`` into the model, optimiser and
+        scaler (or, before the run's first checkpoint, the initial state), and returns its step."""
         found = latest_checkpoint(ckpt_dir, map_location=device, max_step=before - 1)
         if found is not None:
             path, state = found
@@ -266,7 +273,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             optimizer.state.clear()
             restored, name = 0, "the initial state"
         else:
-            raise RuntimeError(f"training diverged: {cfg.max_bad_steps} steps in a row had a non-finite loss or "
+            raise DivergenceError(f"training diverged: {cfg.max_bad_steps} steps in a row had a non-finite loss or "
                                f"gradients (from step {before + 1}), and no checkpoint from before step {before} is "
                                "left to restore (keep more with --keep-checkpoints, or lower --lr)")
         log.write({"step": done, "restored": name, "restored_step": restored, "lr_scale": lr_scale})
@@ -313,8 +320,11 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             loss_bad, grads_bad, n_samples, loss_sum, mse_sum = world.all_reduce_(
                 _step_stats(losses, all_params, device)).tolist()
             # (AMP) with fp16 the scaler skips steps whose gradients overflowed and lowers its scale: that is
-            # calibration, not divergence, as long as the loss itself is finite
-            bad = loss_bad > 0 or (grads_bad > 0 and not scaler.is_enabled())
+            # calibration, not divergence, as long as the loss is finite and the scale has not fallen to 1 (where
+            # the gradients themselves are out of range)
+            overflow = grads_bad > 0 and loss_bad == 0 and scaler.is_enabled()
+            overflow_scale = scaler.get_scale() if overflow else None  # the scale the gradients overflowed at
+            bad = loss_bad > 0 or (grads_bad > 0 and not overflow) or (overflow and overflow_scale <= 1.0)
             if not bad:
                 scaler.step(optimizer)
             scaler.update()
@@ -327,6 +337,10 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             if "n_samples" in losses:
                 window_samples += n_samples
             done = step + 1
+            if overflow and not bad:
+                overflow_steps += 1
+                log.write({"step": done, "skipped": "fp16 gradient overflow", "loss_scale": scaler.get_scale(),
+                           "overflow_steps": overflow_steps})
             if bad:
                 bad_steps, streak = bad_steps + 1, streak + 1
                 log.write({"step": done, "skipped": "non-finite loss or gradients", "bad_steps": bad_steps})
@@ -345,6 +359,8 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
                 record = {"step": done, "loss": loss_sum / world.size, "psnr": psnr_from_mse(mse),
                           "lr": lr, "rays_per_s": window_rays / max(window_time, 1e-9), "elapsed": elapsed,
                           "bad_steps": bad_steps, **_memory_mb(device)}
+                if scaler.is_enabled():  # (AMP) fp16's loss scale and the steps it skipped
+                    record.update(loss_scale=scaler.get_scale(), overflow_steps=overflow_steps)
                 if window_samples:
                     record["samples_per_ray"] = window_samples / window_rays
                     record["samples_per_s"] = window_samples / max(window_time, 1e-9)
