@@ -57,6 +57,14 @@ def test_two_processes_train_like_one_process_with_the_combined_batch(tmp_path, 
     assert two_state["model"].keys() == one_state["model"].keys()
     for key, value in one_state["model"].items():
         torch.testing.assert_close(two_state["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    # Adam barely depends on the gradients' scale (where they are large against its eps), so equal parameters
+    # alone might not tell averaged gradients from summed ones; its moments do (summed gradients would double
+    # exp_avg and quadruple exp_avg_sq)
+    for index, moments in one_state["optimizer"]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            want, got = moments[name], two_state["optimizer"]["state"][index][name]
+            torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()), msg=name)
+            assert float(want.abs().max()) > 0
 
 
 def test_occupancy_grid_and_model_stay_identical_on_every_rank_and_resume_exactly(tmp_path, tiny_scene_dir):
