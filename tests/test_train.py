@@ -42,6 +42,32 @@ def test_resume_continues_exactly_the_same_run(tmp_path, tiny_scene_dir):
     assert min(steps) == 15 and max(steps) == 20  # the resumed run starts after step 10
 
 
+def test_ngp_resume_continues_exactly_the_same_run(tmp_path, tiny_scene_dir):
+    """The default method too: compiled hash encoding and march, occupancy grid updates, a batch size that adapts
+    to the sample budget, stratified steps and random backgrounds. N + resume + N steps equals 2N steps."""
+    from nerfkit.cli import main
+
+    from test_cli import TINY_NGP
+
+    run = ["--data.cache-dir", str(tiny_scene_dir.parent), "--steps", "40", "--save-every", "20",
+           "--keep-checkpoints", "5", "--eval-images", "0", "--ngp.occgrid.update-every", "4",
+           "--ngp.occgrid.warmup-steps", "8", *TINY_NGP]
+    assert main(["train", "--output", str(tmp_path / "a"), *run]) == 0
+    _, straight = latest_checkpoint(tmp_path / "a" / "checkpoints")
+    interrupted = tmp_path / "b" / "checkpoints"
+    interrupted.mkdir(parents=True)
+    shutil.copy(tmp_path / "a" / "checkpoints" / "step-00000020.pt", interrupted)
+    assert main(["train", "--output", str(tmp_path / "b"), *run, "--resume"]) == 0
+    _, resumed = latest_checkpoint(interrupted)
+    assert resumed["step"] == straight["step"] == 40
+    half = torch.load(interrupted / "step-00000020.pt", weights_only=True)
+    assert half["batch_size"] != straight["batch_size"]  # the batch size did adapt after the checkpoint
+    assert resumed["batch_size"] == straight["batch_size"]
+    for key, value in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=0, atol=0, msg=key)
+    assert not torch.equal(half["model"]["occgrid.estimator.occs"], straight["model"]["occgrid.estimator.occs"])
+
+
 def test_checkpoints_are_atomic_rotated_and_load_weights_only(tmp_path):
     folder = tmp_path / "ckpt"
     for step in (1, 2, 3):
