@@ -117,6 +117,29 @@ def test_importance_sampling_gives_n_plus_one_sorted_edges_inside_the_input_rang
     assert torch.isfinite(out.vals).all() and out.vals.grad_fn is None
 
 
+def test_importance_sampling_matches_a_float64_brute_force_inverse_cdf_on_random_inputs():
+    """Per ray, a plain loop: the CDF levels of the strata centres, the bin each falls in, linear interpolation
+    inside it; edges at the midpoints between samples, the outer ones half a spacing out, clipped to the ray."""
+    g = torch.Generator().manual_seed(11)
+    edges = torch.sort(torch.rand(24, 9, generator=g, dtype=torch.float64) * 5 + 1, dim=-1).values
+    cdfs = torch.sort(torch.rand(24, 9, generator=g, dtype=torch.float64), dim=-1).values
+    n = 6
+    out, samples = importance_sampling(RayIntervals(vals=edges), cdfs, n)
+    assert samples.vals.dtype == torch.float64
+    for r in range(24):
+        e, c = edges[r].tolist(), cdfs[r].tolist()
+        want = []
+        for i in range(n):
+            u = c[0] + (i + 0.5) / n * (c[-1] - c[0])
+            j = next(j for j in range(len(c) - 1) if c[j] <= u <= c[j + 1] and c[j + 1] > c[j])
+            want.append(e[j] + (u - c[j]) / (c[j + 1] - c[j]) * (e[j + 1] - e[j]))
+        want_edges = ([max(e[0], want[0] - (want[1] - want[0]) / 2)]
+                      + [(a + b) / 2 for a, b in zip(want[:-1], want[1:])]
+                      + [min(e[-1], want[-1] + (want[-1] - want[-2]) / 2)])
+        torch.testing.assert_close(samples.vals[r], torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-12)
+        torch.testing.assert_close(out.vals[r], torch.tensor(want_edges, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
 def test_importance_sampling_reproduces_nerfaccs_documented_example():
     intervals = RayIntervals(vals=torch.tensor([0.0, 1.0, 0.0, 1.0, 2.0]), packed_info=torch.tensor([[0, 2], [2, 3]]))
     out, samples = importance_sampling(intervals, torch.tensor([0.0, 0.5, 0.0, 0.5, 1.0]), 2)

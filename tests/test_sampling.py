@@ -70,6 +70,18 @@ def test_ray_aabb_intersect_hits_misses_and_inside():
     assert hit[0, 0].item() is False  # the box starts beyond the far plane
 
 
+def test_ray_aabb_intersect_several_boxes_and_miss_value():
+    """Three boxes along x; a ray along +x from x = -5 hits all three, one offset in y only the tall middle one;
+    misses get ``miss_value`` in both t_mins and t_maxs."""
+    aabbs = torch.tensor([[-3.0, -1, -1, -2, 1, 1], [-1.0, -3, -1, 1, 3, 1], [2.0, -1, -1, 3, 1, 1]])
+    rays_o = torch.tensor([[-5.0, 0, 0], [-5.0, 2, 0]])
+    rays_d = torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])
+    t_min, t_max, hit = ray_aabb_intersect(rays_o, rays_d, aabbs, miss_value=-7.0)
+    assert hit.tolist() == [[True, True, True], [False, True, False]]
+    torch.testing.assert_close(t_min, torch.tensor([[2.0, 4.0, 7.0], [-7.0, 4.0, -7.0]]))
+    torch.testing.assert_close(t_max, torch.tensor([[3.0, 6.0, 8.0], [-7.0, 6.0, -7.0]]))
+
+
 def test_ray_aabb_intersect_matches_brute_force_marching():
     g = torch.Generator().manual_seed(0)
     rays_o = torch.randn(200, 3, generator=g) * 2
