@@ -46,6 +46,32 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, tiny_
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_compiler_failing_on_the_backward_pass_falls_back_too(tmp_path, tiny_scene_dir, monkeypatch):
+    """A backend whose forward compiles but whose backward compiler raises: AOTAutograd would defer the failing
+    backward to the first backward() (where it would end the run); compiled together with the forward, it
+    falls back to eager code with one warning like any compiler failure."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def broken_backward(graph, example_inputs):
+        raise RuntimeError("backward lowering failed")
+
+    backend = aot_autograd(fw_compiler=lambda graph, example_inputs: graph, bw_compiler=broken_backward)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+    cache = tiny_scene_dir.parent
+    compiled = tiny_config(tmp_path / "compiled", cache, steps=4, save_every=100, compile=True, device="cpu",
+                           vanilla=small_vanilla())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train(compiled).step == 4
+    messages = [str(w.message) for w in caught if "--compile" in str(w.message)]
+    assert len(messages) == 1 and "backward lowering failed" in messages[0]
+    eager = tiny_config(tmp_path / "eager", cache, steps=4, save_every=100, device="cpu", vanilla=small_vanilla())
+    train(eager)
+    a, b = final_model(compiled), final_model(eager)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
 @pytest.mark.slow
 def test_compiled_fields_train_like_eager_ones(tmp_path, tiny_scene_dir):
     """torch.compile of the occupancy-grid field (forward for training, query_density for grid updates and early

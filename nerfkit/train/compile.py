@@ -9,6 +9,7 @@ interchangeable with eager runs.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -37,7 +38,8 @@ class _CompiledOrEager:
         if self.fallback.failed or (self.train_only and not torch.is_grad_enabled()):
             return self.eager(*args, **kwargs)
         try:
-            return self.compiled(*args, **kwargs)
+            with _backward_compiled_with_forward():
+                return self.compiled(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as err:  # compiler failures, not errors of the model
             if not self.fallback.failed:
                 cause = getattr(err, "inner_exception", None) or err.__cause__ or err
@@ -47,6 +49,19 @@ class _CompiledOrEager:
                               RuntimeWarning, stacklevel=2)
             self.fallback.failed = True
             return self.eager(*args, **kwargs)
+
+
+def _backward_compiled_with_forward():
+    """A context in which AOTAutograd compiles a graph's backward together with its forward.
+
+    Otherwise, where it may (static shapes) or where compiling the backward fails, it defers that to the first
+    ``backward()``, whose compiler error would surface there, outside the fallback of :class:`_CompiledOrEager`,
+    and end the run. (``torch._functorch.config.force_non_lazy_backward_lowering``; a no-op on a torch without
+    it.)"""
+    config = torch._functorch.config
+    if not hasattr(config, "force_non_lazy_backward_lowering"):
+        return contextlib.nullcontext()
+    return config.patch(force_non_lazy_backward_lowering=True)
 
 
 def compile_fields(method: nn.Module) -> list[str]:
