@@ -174,3 +174,18 @@ def test_resume_with_another_method_is_refused_clearly(tmp_path, tiny_scene_dir)
     other = tiny_config(tmp_path, tiny_scene_dir.parent, steps=4, resume=True, method="ngp")
     with pytest.raises(ValueError, match="--method vanilla, not ngp"):
         train(other)
+
+
+def test_resume_with_another_process_count_warns_and_names_the_new_global_batch(tmp_path, tiny_scene_dir):
+    cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=10, save_every=10, batch_size=128)
+    train(cfg)
+    path = cfg.output / "checkpoints" / "step-00000010.pt"
+    state = torch.load(path, weights_only=True)
+    state["rng"]["ranks"] = state["rng"]["ranks"] * 2  # as if two processes had written it
+    state["world_size"] = 2
+    torch.save(state, path)
+    resumed = tiny_config(tmp_path, tiny_scene_dir.parent, steps=12, save_every=10, batch_size=128, resume=True)
+    with pytest.warns(UserWarning, match=r"written by 2 process\(es\), this run has 1; .* each process keeps the "
+                                         r"checkpoint's 128 rays a step, so a step now draws 128 rays in all \(it "
+                                         r"drew 256\)"):
+        assert train(resumed).step == 12

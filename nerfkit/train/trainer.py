@@ -444,7 +444,10 @@ def _restore_rng(state: dict, cfg: TrainConfig, world: World, data_generator: to
         generator.manual_seed(cfg.seed + 1 + world.rank + 1_000_003 * int(state["step"]))
         if world.is_main:
             warnings.warn(f"--resume: the checkpoint was written by {len(rng['ranks'])} process(es), this run has "
-                          f"{world.size}; training continues, but not bit for bit as an uninterrupted run would",
+                          f"{world.size}; training continues, but not bit for bit as an uninterrupted run would; "
+                          f"each process keeps the checkpoint's {state.get('batch_size', cfg.batch_size)} rays a "
+                          f"step, so a step now draws {state.get('batch_size', cfg.batch_size) * world.size} rays "
+                          f"in all (it drew {state.get('batch_size', cfg.batch_size) * len(rng['ranks'])})",
                           stacklevel=2)
 
 
