@@ -3,7 +3,9 @@
 For each kernel-backed operation (packed scans, packed weights from density forward + backward, grid marching,
 hash encoding forward + backward), times the torch reference (``NERFKIT_KERNELS=torch``) and the Triton kernel
 (``NERFKIT_KERNELS=triton``) on the same inputs, checks that they agree, and writes
-benchmarks/results/kernels_{device}.json with the GPU's name.
+benchmarks/results/kernels_{device}.json with the GPU's name: rewritten (atomically) after each operation, with
+``"complete": false`` until the last, so a run cut off by a time limit keeps the operations already timed. An
+operation that fails is recorded under ``failed`` and the others still run.
 
     python benchmarks/kernels_gpu.py                      # on a CUDA machine
     TRITON_INTERPRET=1 python benchmarks/kernels_gpu.py --device cpu --quick   # a smoke run of the script itself
@@ -14,17 +16,17 @@ Not yet run on a GPU: no GPU machine had been lent when it was written.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, median_seconds  # noqa: E402
+from machine import machine_info, median_seconds, write_json  # noqa: E402
 
 import nerfkit  # noqa: E402
 from nerfkit.encoders import HashGridEncoder  # noqa: E402
@@ -67,6 +69,10 @@ def max_diff(a, b) -> float:
     return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
 
 
+OPERATIONS = ["exclusive_sum (packed)", "exclusive_prod (packed)", "render_weight_from_density fwd+bwd",
+              "traverse_grids", "HashGridEncoder fwd+bwd"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -79,15 +85,40 @@ def main() -> None:
     repeats = 2 if args.quick else args.repeats
     g = torch.Generator().manual_seed(0)
     rows = []
+    failed = []
+    machine = machine_info()
+    name = f"kernels_{device.type}{'_quick' if args.quick else ''}.json"
+    out = args.output or Path(__file__).parent / "results" / name
+
+    def record(complete: bool) -> dict:
+        done = [r["operation"] for r in rows] + [f["operation"] for f in failed]
+        pending = [op for op in OPERATIONS if op not in done]
+        status = (f"complete, {len(failed)} failed" if failed else "complete") if complete else (
+            f"partial: {', '.join(pending)} not finished (still running, or cut off)" if pending else "partial")
+        return {"benchmark": "Triton kernels vs torch references", "device": str(device), "quick": args.quick,
+                "complete": complete, "status": status, "operations_planned": OPERATIONS,
+                "operations_completed": [r["operation"] for r in rows], "failed": failed, "rows": rows,
+                "machine": machine}
 
     def compare(name: str, size: str, fn: Callable[[], object], items: int, unit: str) -> None:
-        torch_ms, ref = timed(with_backend("torch", fn), device, repeats)
-        triton_ms, out = timed(with_backend("triton", fn), device, repeats)
-        rows.append({"operation": name, "size": size, "torch_ms": torch_ms, "triton_ms": triton_ms,
-                     "speedup": torch_ms / max(triton_ms, 1e-9), "max_abs_diff": max_diff(ref, out),
-                     f"triton_{unit}_per_s": items / (triton_ms / 1e3)})
-        print(f"  {name}: torch {torch_ms:.2f} ms, triton {triton_ms:.2f} ms, max|diff| {rows[-1]['max_abs_diff']:.1e}",
-              flush=True)
+        torch_ms = None
+        try:
+            torch_ms, ref = timed(with_backend("torch", fn), device, repeats)
+            triton_ms, out_ = timed(with_backend("triton", fn), device, repeats)
+            diff = max_diff(ref, out_)
+        except Exception as err:  # noqa: BLE001 -- recorded; the other operations still run
+            traceback.print_exc()
+            failed.append({"operation": name, "size": size, "torch_ms": torch_ms,
+                           "error": f"{type(err).__name__}: {err}"[:2000]})
+            print(f"  {name}: failed ({type(err).__name__})", flush=True)
+        else:
+            rows.append({"operation": name, "size": size, "torch_ms": torch_ms, "triton_ms": triton_ms,
+                         "speedup": torch_ms / max(triton_ms, 1e-9), "max_abs_diff": diff,
+                         f"triton_{unit}_per_s": items / (triton_ms / 1e3)})
+            print(f"  {name}: torch {torch_ms:.2f} ms, triton {triton_ms:.2f} ms, max|diff| {diff:.1e}", flush=True)
+        write_json(record(False), out)
+
+    write_json(record(False), out)
 
     # 1. Packed scans and weights (forward + backward).
     info, ray_indices, t_starts, t_ends, sigmas = packed_inputs(65536 // scale, 128, device, g)
@@ -136,17 +167,14 @@ def main() -> None:
 
     compare("HashGridEncoder fwd+bwd", f"{x.shape[0]:,} points, 16 levels", encode, x.shape[0], "points")
 
-    record = {"benchmark": "Triton kernels vs torch references", "device": str(device), "quick": args.quick,
-              "rows": rows, "machine": machine_info()}
-    name = f"kernels_{device.type}{'_quick' if args.quick else ''}.json"
-    out = args.output or Path(__file__).parent / "results" / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
+    write_json(record(True), out)
     print(f"{'operation':>38} | {'size':>28} | {'torch ms':>9} | {'triton ms':>9} | {'speed-up':>8} | max|diff|")
     for r in rows:
         print(f"{r['operation']:>38} | {r['size']:>28} | {r['torch_ms']:>9.2f} | {r['triton_ms']:>9.2f} | "
               f"{r['speedup']:>7.1f}x | {r['max_abs_diff']:.1e}")
-    print(f"machine: {record['machine'].get('gpu', record['machine']['cpu'])}; wrote {out}")
+    for f in failed:
+        print(f"{f['operation']:>38} | {f['size']:>28} | failed: {f['error'].splitlines()[0] if f['error'] else ''}")
+    print(f"machine: {machine.get('gpu', machine['cpu'])}; wrote {out}")
 
 
 if __name__ == "__main__":

@@ -77,8 +77,17 @@ def machine_label(info: dict) -> str:
     return label + (f", {info['gpu']}" if "gpu" in info else "")
 
 
+def write_json(record: dict, path: Path) -> None:
+    """Writes ``record`` to ``path`` atomically (a temporary file beside it, then a rename): a process killed
+    mid-write leaves the previous version, never a truncated file. Benchmarks that may be cut off by a time limit
+    (scripts/gpu_checks.sh) write their record this way after every run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
 def write_record(record: dict, path: Path) -> None:
     """Writes a benchmark's ``record`` (with its ``machine``) as JSON to ``path`` and says so, naming the CPU."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    write_json(record, path)
     print(f"machine: {machine_label(record['machine'])}; wrote {path}")

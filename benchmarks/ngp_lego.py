@@ -12,7 +12,9 @@ GPU protocol (full 800x800, all 200 test views; target >= 36.4 dB in <= 120 s, >
 A checkpoint is written every ``--save-every`` seconds of training; each is evaluated afterwards (training time
 excludes evaluation) on every ``--curve-stride``-th test view, and the last one on every ``--test-stride``-th
 view (1: all 200). White background, mean per-image PSNR/SSIM. Figures go to
-benchmarks/results/ngp_lego_{cpu,cuda}.json with the machine.
+benchmarks/results/ngp_lego_{cpu,cuda}.json with the machine, rewritten (atomically) after training, after
+the final checkpoint's evaluation and the rendering speed (measured first, so that a cut-off run keeps them),
+and after each curve point: until ``"complete": true`` it is a partial record (``status`` says what is missing).
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, machine_label  # noqa: E402
+from machine import machine_info, machine_label, write_json  # noqa: E402
 
 from nerfkit.cli import load_run  # noqa: E402
 from nerfkit.eval.render import evaluate_split, render_camera  # noqa: E402
 from nerfkit.train.checkpoint import list_checkpoints  # noqa: E402
 from nerfkit.train.config import DataConfig, TrainConfig  # noqa: E402
-from nerfkit.train.trainer import train  # noqa: E402
+from nerfkit.train.trainer import resolve_device, train  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nerf_synthetic" / "lego"
 
@@ -84,57 +86,82 @@ def main() -> None:
         resolved = json.loads((run / "config.json").read_text())["ngp"]  # the device's defaults filled in
         logged = [r for r in lines if "samples_per_s" in r]
 
-        curve = []
+        # Throughput over the whole run: each logged window's rate weighted by the window's duration.
+        spans = [b["elapsed"] - a["elapsed"] for a, b in zip([{"elapsed": 0.0}] + logged[:-1], logged)]
+        samples_per_s = sum(r["samples_per_s"] * dt for r, dt in zip(logged, spans)) / max(sum(spans), 1e-9)
+        samples_per_ray = sum(r["samples_per_ray"] for r in logged) / max(len(logged), 1)
+        out = args.output or Path(__file__).parent / "results" / f"ngp_lego_{resolve_device(args.device).type}.json"
+        machine = machine_info()
         checkpoints = list_checkpoints(run / "checkpoints")
-        for i, path in enumerate(checkpoints):
-            final = i == len(checkpoints) - 1
+        curve: list[dict] = []
+        final: dict | None = None  # the last checkpoint's point, on every --test-stride-th view
+        fps: float | None = None
+        size = ""  # the test views' WxH, once loaded
+
+        def record(complete: bool) -> dict:
+            missing = ([] if final is not None else ["final evaluation"]) + \
+                ([] if fps is not None else ["rendering speed"])
+            if len(curve) < len(checkpoints):
+                missing.append(f"{len(checkpoints) - len(curve)} of {len(checkpoints)} curve points")
+            status = "complete" if complete else "partial: not yet done (still running, or cut off): " + \
+                (", ".join(missing) or "nothing")
+            return {
+                "benchmark": f"ngp, lego {size}{' ' if size else ''}(downscale {args.downscale})",
+                "complete": complete, "status": status,
+                "train_seconds": result.elapsed, "steps": result.step,
+                "train_samples_per_s": samples_per_s, "samples_per_ray": samples_per_ray,
+                "final_test_psnr": final["test_psnr"] if final else None,
+                "final_test_ssim": final["test_ssim"] if final else None,
+                "final_test_views": final["test_views"] if final else None, "render_fps": fps,
+                "curve": sorted(curve, key=lambda c: c["step"]),
+                "protocol": "white background, mean per-image PSNR/SSIM; the final point on "
+                            + ("all test views" if args.test_stride == 1 else
+                               f"every {args.test_stride}-th test view")
+                            + f", curve points on every {args.curve_stride}-th",
+                "config": resolved, "machine": machine,
+            }
+
+        write_json(record(False), out)
+        print(f"trained {result.elapsed:.0f} s, {result.step} steps: wrote {out} (partial)", flush=True)
+        # The final checkpoint first, then the rendering speed, then the curve's earlier points: a run cut off
+        # by a time limit keeps the headline figures.
+        for i, path in reversed(list(enumerate(checkpoints))):
+            is_final = i == len(checkpoints) - 1
             _, model, scene, device = load_run(run, path, args.device)
             state = torch.load(path, map_location="cpu", weights_only=True)
             test = scene.split("test").to(device)
-            stride = args.test_stride if final else args.curve_stride
+            size = f"{test.cameras.width}x{test.cameras.height}"
+            stride = args.test_stride if is_final else args.curve_stride
             indices = list(range(0, len(test), stride))
             report = evaluate_split(model, test, "white", cfg.chunk, indices)
-            curve.append({"train_seconds": state["elapsed"], "step": state["step"], "test_psnr": report["psnr"],
-                          "test_ssim": report["ssim"], "test_views": len(indices)})
+            point = {"train_seconds": state["elapsed"], "step": state["step"], "test_psnr": report["psnr"],
+                     "test_ssim": report["ssim"], "test_views": len(indices)}
+            curve.append(point)
             print(f"{state['elapsed']:7.0f} s  step {state['step']:6d}  PSNR {report['psnr']:.2f} dB  "
                   f"SSIM {report['ssim']:.4f}  ({len(indices)} views)", flush=True)
-        # Rendering speed: whole test images, after a warm-up frame.
-        render_camera(model, test.cameras, 0, "white", cfg.chunk)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start, frames = time.perf_counter(), 0
-        while frames < 3 or time.perf_counter() - start < 5.0:
-            render_camera(model, test.cameras, frames % len(test), "white", cfg.chunk)
-            frames += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        fps = frames / (time.perf_counter() - start)
+            if is_final:
+                final = point
+                write_json(record(False), out)
+                # Rendering speed: whole test images, after a warm-up frame.
+                render_camera(model, test.cameras, 0, "white", cfg.chunk)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start, frames = time.perf_counter(), 0
+                while frames < 3 or time.perf_counter() - start < 5.0:
+                    render_camera(model, test.cameras, frames % len(test), "white", cfg.chunk)
+                    frames += 1
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                fps = frames / (time.perf_counter() - start)
+                print(f"rendering {fps:.2f} frames/s", flush=True)
+            write_json(record(False), out)
 
-    # Throughput over the whole run: each logged window's rate weighted by the window's duration.
-    spans = [b["elapsed"] - a["elapsed"] for a, b in zip([{"elapsed": 0.0}] + logged[:-1], logged)]
-    samples_per_s = sum(r["samples_per_s"] * dt for r, dt in zip(logged, spans)) / max(sum(spans), 1e-9)
-    final = curve[-1]
-    record = {
-        "benchmark": f"ngp, lego {test.cameras.width}x{test.cameras.height} (downscale {args.downscale})",
-        "train_seconds": result.elapsed, "steps": result.step,
-        "train_samples_per_s": samples_per_s,
-        "samples_per_ray": sum(r["samples_per_ray"] for r in logged) / max(len(logged), 1),
-        "final_test_psnr": final["test_psnr"], "final_test_ssim": final["test_ssim"],
-        "final_test_views": final["test_views"], "render_fps": fps,
-        "curve": curve, "protocol": "white background, mean per-image PSNR/SSIM; the final point on "
-                                    + ("all test views" if args.test_stride == 1 else
-                                       f"every {args.test_stride}-th test view")
-                                    + f", curve points on every {args.curve_stride}-th",
-        "config": resolved, "machine": machine_info(),
-    }
-    out = args.output or Path(__file__).parent / "results" / f"ngp_lego_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
+    write_json(record(True), out)
     print(f"train: {result.elapsed:.0f} s, {result.step} steps, {samples_per_s:,.0f} samples/s "
-          f"({record['samples_per_ray']:.1f} samples/ray)")
+          f"({samples_per_ray:.1f} samples/ray)")
     print(f"final test PSNR {final['test_psnr']:.2f} dB, SSIM {final['test_ssim']:.4f} on {final['test_views']} views; "
-          f"rendering {fps:.2f} frames/s at {test.cameras.width}x{test.cameras.height}")
-    print(f"machine: {machine_label(record['machine'])}; wrote {out}")
+          f"rendering {fps:.2f} frames/s at {size}")
+    print(f"machine: {machine_label(machine)}; wrote {out}")
 
 
 if __name__ == "__main__":

@@ -6,22 +6,25 @@
 Each method trains on the built-in scene with its default settings, eagerly and with --compile (the same seed,
 so the same rays); throughput is measured over the log windows after ``--warmup`` steps, whose extra time with
 --compile is the compilation. Options after ``--`` go to ``nerfkit train`` for both runs (e.g. ``--
---data.builtin.resolution 24`` for a smoke test). Writes benchmarks/results/train_compile_{device}.json.
+--data.builtin.resolution 24`` for a smoke test). Writes benchmarks/results/train_compile_{device}.json,
+rewritten (atomically) before the first run and after each one: until ``"complete": true`` it is a partial record
+(``runs_completed`` names the runs in it), so a run cut off by a time limit still leaves the finished runs'
+figures. A run that fails is recorded under ``runs_failed`` and the others still run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 from train_log import memory, read_log, throughput, train_config  # noqa: E402
 
 from nerfkit.train.trainer import train  # noqa: E402
@@ -46,6 +49,10 @@ def run(method: str, compile_: bool, args) -> dict:
             **throughput(lines, args.warmup), "memory_mb": memory(lines, args.warmup)}
 
 
+def label(method: str, compile_: bool) -> str:
+    return f"{method} {'compiled' if compile_ else 'eager'}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400)
@@ -58,15 +65,40 @@ def main() -> None:
     args = parser.parse_args()
     output = args.output or Path(__file__).parent / "results" / f"train_compile_{args.device.split(':')[0]}.json"
 
-    runs = [run(m, c, args) for m in args.methods for c in (False, True)]
-    for eager, compiled in zip(runs[::2], runs[1::2]):
-        compiled["speedup"] = compiled["steps_per_s"] / eager["steps_per_s"]
-        compiled["compile_seconds"] = compiled["warmup_seconds"] - eager["warmup_seconds"]
-    record = {"benchmark": "training throughput, --compile vs eager, built-in scene, method defaults",
-              "steps": args.steps, "warmup_steps": args.warmup, "device": args.device, "nerfkit_train_options":
-              args.extra, "runs": runs, "machine": machine_info()}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(record, indent=2))
+    machine = machine_info()
+    planned = [(m, c) for m in args.methods for c in (False, True)]
+    runs: list[dict] = []
+    failed: list[dict] = []
+
+    def record(complete: bool) -> dict:
+        done = {(r["method"], r["compile"]): r for r in runs}
+        for m in args.methods:  # the compiled run against the eager one, once both have run
+            eager, compiled = done.get((m, False)), done.get((m, True))
+            if eager is not None and compiled is not None:
+                compiled["speedup"] = compiled["steps_per_s"] / eager["steps_per_s"]
+                compiled["compile_seconds"] = compiled["warmup_seconds"] - eager["warmup_seconds"]
+        finished = set(done) | {(f["method"], f["compile"]) for f in failed}
+        pending = [label(*k) for k in planned if k not in finished]
+        status = (f"complete, {len(failed)} run(s) failed" if failed else "complete") if complete else (
+            f"partial: {', '.join(pending)} not finished (still running, or cut off)" if pending else "partial")
+        return {"benchmark": "training throughput, --compile vs eager, built-in scene, method defaults",
+                "steps": args.steps, "warmup_steps": args.warmup, "device": args.device, "nerfkit_train_options":
+                args.extra, "complete": complete, "status": status, "runs_planned": [label(*k) for k in planned],
+                "runs_completed": [label(r["method"], r["compile"]) for r in runs], "runs_failed": failed,
+                "runs": runs, "machine": machine}
+
+    write_json(record(False), output)
+    for m, c in planned:
+        try:
+            runs.append(run(m, c, args))
+            outcome = "done"
+        except Exception as err:  # noqa: BLE001 -- recorded; the other runs still go
+            traceback.print_exc()
+            failed.append({"method": m, "compile": c, "error": f"{type(err).__name__}: {err}"[:2000]})
+            outcome = "failed"
+        write_json(record(False), output)
+        print(f"{label(m, c)} {outcome}: wrote {output} (partial)", flush=True)
+    write_json(record(True), output)
     print(f"{'method':>8} {'mode':>9} {'steps/s':>8} {'rays/s':>9} {'samples/s':>10} {'speed-up':>9} "
           f"{'compile s':>10} {'train PSNR':>11}")
     for r in runs:
@@ -76,8 +108,10 @@ def main() -> None:
         print(f"{r['method']:>8} {mode:>9} {r['steps_per_s']:>8.2f} {r['rays_per_s']:>9,.0f} "
               f"{r.get('samples_per_s', 0):>10,.0f} {r.get('speedup', 1.0):>8.2f}x "
               f"{r.get('compile_seconds', 0.0):>10.1f} {r['final_train_psnr']:>11.2f}")
+    for f in failed:
+        print(f"{label(f['method'], f['compile'])} failed: {f['error'].splitlines()[0] if f['error'] else ''}")
     print(f"throughput over steps {args.warmup}-{args.steps}; device {args.device}; machine: "
-          f"{record['machine']['cpu']}, {record['machine']['torch_threads']} threads")
+          f"{machine['cpu']}, {machine['torch_threads']} threads")
     print(f"wrote {output}")
 
 

@@ -8,22 +8,25 @@ after ``--`` go to ``nerfkit train``, e.g. ``-- --data.path ../shared/data/nerf_
 4``) for the same number of steps from the same seed; then the test split is rendered in fp32 (white background,
 mean per-image PSNR/SSIM). Throughput is measured after ``--warmup`` steps; the memory columns are the process's
 resident host memory (and the CUDA memory its tensors hold) logged after warm-up and at the end, which should
-not grow. Writes benchmarks/results/train_precision_{device}.json.
+not grow. Writes benchmarks/results/train_precision_{device}.json, rewritten (atomically) before the first run
+and after each one: until ``"complete": true`` it is a partial record (``runs_completed`` names the runs in it),
+so a run cut off by a time limit still leaves the finished runs' figures. A run that fails is recorded under
+``runs_failed`` and the others still run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, machine_label  # noqa: E402
+from machine import machine_info, machine_label, write_json  # noqa: E402
 from train_log import memory, read_log, throughput, train_config  # noqa: E402
 
 from nerfkit.cli import load_run  # noqa: E402
@@ -74,17 +77,44 @@ def main() -> None:
     if "bf16" in precisions:  # as `nerfkit train --precision bf16` does, but before the first run: its
         # evaluation (SSIM's convolutions) would create oneDNN's caches at their default size
         bound_cpu_kernel_caches("bf16", torch.device(args.device))
-    runs = [run(p, args) for p in precisions]
-    reference = next((r for r in runs if r["precision"] == "fp32"), runs[0])
-    for r in runs:
-        r["psnr_vs_fp32_db"] = r["test_psnr"] - reference["test_psnr"]
-        r["speedup_vs_fp32"] = r["steps_per_s"] / reference["steps_per_s"]
-    record = {"benchmark": f"mixed precision at equal steps, --method {args.method}",
-              "protocol": "mean per-image PSNR/SSIM on the test split, rendered in fp32, white background",
-              "steps": args.steps, "warmup_steps": args.warmup, "device": args.device,
-              "nerfkit_train_options": args.extra, "runs": runs, "machine": machine_info()}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(record, indent=2))
+    machine = machine_info()
+    runs: list[dict] = []
+    failed: list[dict] = []
+
+    def record(complete: bool) -> dict:
+        # fp32 is the reference once it has run (without fp32 asked for: the first run)
+        reference = next((r for r in runs if r["precision"] == "fp32"),
+                         runs[0] if runs and "fp32" not in precisions else None)
+        for r in runs:
+            if reference is not None:
+                r["psnr_vs_fp32_db"] = r["test_psnr"] - reference["test_psnr"]
+                r["speedup_vs_fp32"] = r["steps_per_s"] / reference["steps_per_s"]
+        done = [r["precision"] for r in runs] + [f["precision"] for f in failed]
+        pending = [p for p in precisions if p not in done]
+        status = (f"complete, {len(failed)} run(s) failed" if failed else "complete") if complete else (
+            f"partial: {', '.join(pending)} not finished (still running, or cut off)" if pending else "partial")
+        return {"benchmark": f"mixed precision at equal steps, --method {args.method}",
+                "protocol": "mean per-image PSNR/SSIM on the test split, rendered in fp32, white background",
+                "steps": args.steps, "warmup_steps": args.warmup, "device": args.device,
+                "nerfkit_train_options": args.extra, "complete": complete, "status": status,
+                "runs_planned": precisions, "runs_completed": [r["precision"] for r in runs],
+                "runs_failed": failed, "runs": runs, "machine": machine}
+
+    write_json(record(False), output)
+    for p in precisions:
+        try:
+            runs.append(run(p, args))
+        except Exception as err:  # noqa: BLE001 -- recorded; the other precisions still run
+            traceback.print_exc()
+            failed.append({"precision": p, "error": f"{type(err).__name__}: {err}"[:2000]})
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        write_json(record(False), output)
+        print(f"{p} {'failed' if failed and failed[-1]['precision'] == p else 'done'}: wrote {output} (partial)",
+              flush=True)
+    final = record(True)
+    write_json(final, output)
+    nan = float("nan")
     print(f"{'precision':>9} {'steps/s':>8} {'rays/s':>9} {'speed-up':>9} {'PSNR':>7} {'dPSNR':>7} {'SSIM':>7} "
           f"{'host MiB (warm -> end)':>23} {'device MiB':>16}")
     for r in runs:
@@ -92,11 +122,15 @@ def main() -> None:
         dev = r["memory_mb"].get("device_mem_mb", {})
         host_s = f"{host['after_warmup']:.0f} -> {host['end']:.0f}" if host else "n/a"
         dev_s = f"{dev['after_warmup']:.0f} -> {dev['end']:.0f}" if dev else "n/a"
-        print(f"{r['precision']:>9} {r['steps_per_s']:>8.2f} {r['rays_per_s']:>9,.0f} {r['speedup_vs_fp32']:>8.2f}x "
-              f"{r['test_psnr']:>7.2f} {r['psnr_vs_fp32_db']:>+7.2f} {r['test_ssim']:>7.4f} {host_s:>23} {dev_s:>16}")
-    print(f"{args.steps} steps each, {runs[0]['test_images']} test views at {runs[0]['resolution'][0]}x"
-          f"{runs[0]['resolution'][1]}; device {args.device}; machine: {machine_label(record['machine'])}, "
-          f"{record['machine']['torch_threads']} threads")
+        print(f"{r['precision']:>9} {r['steps_per_s']:>8.2f} {r['rays_per_s']:>9,.0f} "
+              f"{r.get('speedup_vs_fp32', nan):>8.2f}x {r['test_psnr']:>7.2f} {r.get('psnr_vs_fp32_db', nan):>+7.2f} "
+              f"{r['test_ssim']:>7.4f} {host_s:>23} {dev_s:>16}")
+    for f in failed:
+        print(f"{f['precision']:>9} failed: {f['error'].splitlines()[0] if f['error'] else ''}")
+    views = f"{runs[0]['test_images']} test views at {runs[0]['resolution'][0]}x{runs[0]['resolution'][1]}; " \
+        if runs else ""
+    print(f"{args.steps} steps each, {views}device {args.device}; machine: {machine_label(machine)}, "
+          f"{machine['torch_threads']} threads")
     print(f"wrote {output}")
 
 
