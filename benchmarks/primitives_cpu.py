@@ -7,14 +7,27 @@ with the machine they ran on, to benchmarks/results/primitives_cpu.json (``--qui
 smoke runs, written to primitives_cpu_quick.json).
 
  1. packed render_weight_from_density  vs  a Python loop over rays with torch.cumsum per ray
- 2. packed exclusive_prod              vs  a Python loop over rays with torch.cumprod per ray
- 3. packed distortion (O(N))           vs  the quadratic definition with an (n, n) matrix per ray (loop), forward
+ 2. packed render_weight_from_alpha    vs  a Python loop over rays with torch.cumprod of 1 - alpha per ray
+ 3. packed inclusive_sum, exclusive_sum  vs  a Python loop over rays with torch.cumsum per ray (two rows)
+ 4. packed exclusive_prod              vs  a Python loop over rays with torch.cumprod per ray
+ 5. packed inclusive_prod              vs  a Python loop over rays with torch.cumprod per ray
+ 6. accumulate_along_rays (packed weights x rgb)  vs  a Python loop over rays summing each ray's slice
+ 7. rendering (packed, cheap analytic rgb_sigma_fn)  vs  the field on all samples, then a Python loop over rays:
+                                           weights via torch.cumsum per ray, colour / opacity / depth sums
+ 8. packed distortion (O(N))           vs  the quadratic definition with an (n, n) matrix per ray (loop), forward
                                            and forward+backward (autograd of the quadratic form); also vs the
                                            quadratic form batched over all rays at once (R, n, n)
- 4. ray_aabb_intersect                 vs  a Python loop over rays (timed on a subset, scaled per ray)
- 5. traverse_grids (sphere-shell grid) vs  uniform steps over [near, far] masked by the occupancy of each midpoint
- 6. OccGridEstimator.sampling with early stopping (sigma_fn, opaque sphere)  vs  the same without early stopping
- 7. importance_sampling (batched)      vs  sample_pdf (timing only: different placement rules, not compared)
+ 9. ray_aabb_intersect                 vs  a Python loop over rays (timed on a subset, scaled per ray)
+10. traverse_grids (sphere-shell grid) vs  uniform steps over [near, far] masked by the occupancy of each midpoint
+11. OccGridEstimator.sampling with early stopping (sigma_fn, opaque sphere)  vs  the same without early stopping
+12. searchsorted (packed RayIntervals keys, packed RaySamples queries)  vs  a Python loop over rays with
+                                           torch.searchsorted per ray (ids must be equal)
+13. importance_sampling (batched)      vs  sample_pdf (timing; different padding of the pdf); its samples and
+                                           edges are checked against a float64 brute-force inverse CDF per ray
+                                           (torch.searchsorted + linear interpolation) at the same CDF levels
+14. PropNetEstimator.sampling (two analytic density-bump proposal functions, deterministic)  vs  the same
+                                           scheme written batched by hand: per level the intervals, transmittance
+                                           via torch.cumsum/exp, and a torch.searchsorted inverse CDF
 
     python benchmarks/primitives_cpu.py [--quick] [--repeats 10] [--naive-repeats 3] [--output PATH]
 """
@@ -25,6 +38,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -33,9 +47,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info, median_seconds  # noqa: E402
 
-from nerfkit import (OccGridEstimator, RayIntervals, accumulate_along_rays, distortion, exclusive_prod,  # noqa: E402
-                     importance_sampling, look_at, ray_aabb_intersect, rays_from_pixels, render_weight_from_density,
-                     sample_pdf, traverse_grids)
+from nerfkit import (OccGridEstimator, PropNetEstimator, RayIntervals, RaySamples,  # noqa: E402
+                     accumulate_along_rays, distortion, exclusive_prod, exclusive_sum, importance_sampling,
+                     inclusive_prod, inclusive_sum, look_at, ray_aabb_intersect, rays_from_pixels,
+                     render_weight_from_alpha, render_weight_from_density, rendering, sample_pdf, searchsorted,
+                     traverse_grids)
 from nerfkit.kernels import kernel_mode  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -140,6 +156,164 @@ def bench_exclusive_prod(size: dict, reps: int, naive_reps: int, gen: torch.Gene
                 bench(ours, reps), bench(naive, naive_reps), n, "Msamples/s", f"max|d|={max_diff(a, b):.1e}",
                 {"max_abs_diff": max_diff(a, b), "n_rays": size["rays"], "n_samples": n},
                 naive="Python loop over rays, torch.cumprod per ray")
+
+
+def bench_weight_from_alpha(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
+    t_starts, t_ends, packed_info, _ = packed_intervals(size["rays"], 128, gen)
+    sigmas = 10.0 * torch.rand(t_starts.shape, generator=gen)
+    alphas = 1.0 - torch.exp(-sigmas * (t_ends - t_starts))
+
+    def ours():
+        return render_weight_from_alpha(alphas, packed_info=packed_info)
+
+    def naive():
+        weights, trans = torch.zeros_like(alphas), torch.ones_like(alphas)
+        for start, count in packed_info.tolist():
+            if count == 0:
+                continue
+            a = alphas[start:start + count]
+            t = torch.cumprod(1.0 - a, 0)
+            trans[start + 1:start + count] = t[:-1]
+            weights[start:start + count] = trans[start:start + count] * a
+        return weights, trans
+
+    (wa, ta), (wb, tb) = ours(), naive()
+    torch.testing.assert_close(wa, wb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ta, tb, rtol=1e-5, atol=1e-6)
+    dw, dt = max_diff(wa, wb), max_diff(ta, tb)
+    n = alphas.numel()
+    return _row("render_weight_from_alpha (packed)", f"{size['rays']} rays x 0..128, {n:,} samples",
+                bench(ours, reps), bench(naive, naive_reps), n, "Msamples/s", f"max|dw|={dw:.1e}, max|dT|={dt:.1e}",
+                {"max_abs_diff": dw, "max_abs_trans_diff": dt, "n_rays": size["rays"], "n_samples": n},
+                naive="Python loop over rays, torch.cumprod of 1 - alpha per ray")
+
+
+def bench_sums(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> list[dict]:
+    # The inputs of the weights row: sigma * dt of the same packed intervals.
+    t_starts, t_ends, packed_info, _ = packed_intervals(size["rays"], 128, gen)
+    sigmas = 10.0 * torch.rand(t_starts.shape, generator=gen)
+    x = sigmas * (t_ends - t_starts)
+    spans = packed_info.tolist()
+    n = x.numel()
+
+    def naive(exclusive: bool):
+        out = torch.zeros_like(x)
+        for start, count in spans:
+            if count == 0:
+                continue
+            c = torch.cumsum(x[start:start + count], 0)
+            if exclusive:
+                out[start + 1:start + count] = c[:-1]
+            else:
+                out[start:start + count] = c
+        return out
+
+    rows = []
+    for name, fn, exclusive in (("inclusive_sum (packed)", inclusive_sum, False),
+                                ("exclusive_sum (packed)", exclusive_sum, True)):
+        a, b = fn(x, packed_info), naive(exclusive)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        d = max_diff(a, b)
+        rows.append(_row(name, f"{size['rays']} rays x 0..128, {n:,} samples",
+                         bench(lambda: fn(x, packed_info), reps), bench(lambda: naive(exclusive), naive_reps), n,
+                         "Msamples/s", f"max|d|={d:.1e}",
+                         {"max_abs_diff": d, "max_abs_value": float(a.abs().max()), "n_rays": size["rays"],
+                          "n_samples": n},
+                         naive="Python loop over rays, torch.cumsum per ray" + (" (shifted by one)" if exclusive
+                                                                                else "")))
+    return rows
+
+
+def bench_inclusive_prod(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
+    t_starts, _, packed_info, _ = packed_intervals(size["rays"], 128, gen)
+    x = 0.9 + 0.1 * torch.rand(t_starts.shape, generator=gen)
+
+    def ours():
+        return inclusive_prod(x, packed_info)
+
+    def naive():
+        out = torch.ones_like(x)
+        for start, count in packed_info.tolist():
+            if count > 0:
+                out[start:start + count] = torch.cumprod(x[start:start + count], 0)
+        return out
+
+    a, b = ours(), naive()
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    n = x.numel()
+    return _row("inclusive_prod (packed)", f"{size['rays']} rays x 0..128, {n:,} samples",
+                bench(ours, reps), bench(naive, naive_reps), n, "Msamples/s", f"max|d|={max_diff(a, b):.1e}",
+                {"max_abs_diff": max_diff(a, b), "n_rays": size["rays"], "n_samples": n},
+                naive="Python loop over rays, torch.cumprod per ray")
+
+
+def bench_accumulate(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
+    n_rays = size["rays"]
+    t_starts, _, packed_info, ray_ids = packed_intervals(n_rays, 128, gen)
+    n = t_starts.numel()
+    weights = torch.rand(n, generator=gen) / 64
+    rgbs = torch.rand(n, 3, generator=gen)
+
+    def ours():
+        return accumulate_along_rays(weights, rgbs, ray_ids, n_rays)
+
+    def naive():
+        out = torch.zeros(n_rays, 3)
+        for r, (start, count) in enumerate(packed_info.tolist()):
+            if count:
+                out[r] = (weights[start:start + count, None] * rgbs[start:start + count]).sum(0)
+        return out
+
+    a, b = ours(), naive()
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    return _row("accumulate_along_rays (packed)", f"{n_rays} rays x 0..128, {n:,} samples x 3",
+                bench(ours, reps), bench(naive, naive_reps), n, "Msamples/s", f"max|d|={max_diff(a, b):.1e}",
+                {"max_abs_diff": max_diff(a, b), "n_rays": n_rays, "n_samples": n, "channels": 3},
+                naive="Python loop over rays, sum of weight x rgb over each ray's slice")
+
+
+def bench_rendering(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
+    n_rays = size["rays"]
+    t_starts, t_ends, packed_info, ray_ids = packed_intervals(n_rays, 128, gen)
+    n = t_starts.numel()
+    centre = NEAR + 0.2 + 0.8 * torch.rand(n_rays, generator=gen)  # a density bump per ray, inside its samples
+    colour = torch.randn(n_rays, 3, generator=gen)
+
+    def rgb_sigma_fn(s, e, rid):  # cheap analytic field: a Gaussian density bump, colour per ray
+        mid = 0.5 * (s + e)
+        sig = 40.0 * torch.exp(-((mid - centre[rid]) / 0.15).square())
+        return torch.sigmoid(colour[rid] + mid[:, None]), sig
+
+    def ours():
+        return rendering(t_starts, t_ends, ray_ids, n_rays, rgb_sigma_fn=rgb_sigma_fn)[:3]
+
+    eps = torch.finfo(torch.float32).eps
+
+    def naive():
+        rgb, sig = rgb_sigma_fn(t_starts, t_ends, ray_ids)
+        colors, opacities, depths = torch.zeros(n_rays, 3), torch.zeros(n_rays, 1), torch.zeros(n_rays, 1)
+        for r, (start, count) in enumerate(packed_info.tolist()):
+            if count == 0:
+                continue
+            s, e = t_starts[start:start + count], t_ends[start:start + count]
+            sd = sig[start:start + count] * (e - s)
+            w = torch.exp(-(torch.cumsum(sd, 0) - sd)) * (1.0 - torch.exp(-sd))
+            colors[r] = (w[:, None] * rgb[start:start + count]).sum(0)
+            opacities[r] = w.sum()
+            depths[r] = (w * 0.5 * (s + e)).sum() / opacities[r].clamp_min(eps)
+        return colors, opacities, depths
+
+    a, b = ours(), naive()
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+    dc, do, dd = (max_diff(x, y) for x, y in zip(a, b))
+    return _row("rendering (packed, analytic field)", f"{n_rays} rays x 0..128, {n:,} samples",
+                bench(ours, reps), bench(naive, naive_reps), n, "Msamples/s",
+                f"max|drgb|={dc:.1e}, |dacc|={do:.1e}, |ddepth|={dd:.1e}",
+                {"max_abs_color_diff": dc, "max_abs_opacity_diff": do, "max_abs_depth_diff": dd,
+                 "mean_opacity": float(a[1].mean()), "n_rays": n_rays, "n_samples": n},
+                naive="the same field on all samples, then a Python loop over rays: weights via torch.cumsum per "
+                      "ray, colour / opacity / expected-depth sums")
 
 
 def _quadratic_distortion(w: torch.Tensor, m: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -344,6 +518,82 @@ def bench_occgrid(size: dict, reps: int, naive_reps: int, gen: torch.Generator) 
     ]
 
 
+def bench_searchsorted(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
+    """Packed keys (0..129 per ray, some rays with 0 or 1 key) and packed queries (0..128 per ray, a quarter of them
+    exactly equal to one of the ray's keys, some outside the keys' range)."""
+    n_rays = size["rays"]
+    k_counts = torch.randint(0, 130, (n_rays,), generator=gen)
+    q_counts = torch.randint(0, 129, (n_rays,), generator=gen)
+    k_starts, q_starts = torch.cumsum(k_counts, 0) - k_counts, torch.cumsum(q_counts, 0) - q_counts
+    k_rid = torch.repeat_interleave(torch.arange(n_rays), k_counts)
+    q_rid = torch.repeat_interleave(torch.arange(n_rays), q_counts)
+    k_vals = NEAR + (FAR - NEAR) * torch.rand(k_rid.shape, generator=gen)
+    q_vals = NEAR - 0.5 + (FAR - NEAR + 1.0) * torch.rand(q_rid.shape, generator=gen)
+    # A quarter of the queries (on rays with keys) take the exact value of a random key of their ray: ties.
+    has_keys = k_counts[q_rid] > 0
+    tie = has_keys & (torch.rand(q_rid.shape, generator=gen) < 0.25)
+    pick = k_starts[q_rid] + (torch.rand(q_rid.shape, generator=gen) * k_counts[q_rid]).long().clamp_max(
+        (k_counts[q_rid] - 1).clamp_min(0))
+    q_vals = torch.where(tie, k_vals[pick.clamp_max(max(k_vals.numel() - 1, 0))], q_vals)
+
+    def sort_per_ray(vals, rid):  # sorted by value, then (stable) by ray: each ray's slice is sorted
+        o = torch.argsort(vals)
+        return vals[o][torch.argsort(rid[o], stable=True)]
+
+    k_vals, q_vals = sort_per_ray(k_vals, k_rid), sort_per_ray(q_vals, q_rid)
+    keys = RayIntervals(vals=k_vals, packed_info=torch.stack([k_starts, k_counts], -1), ray_indices=k_rid)
+    queries = RaySamples(vals=q_vals, packed_info=torch.stack([q_starts, q_counts], -1), ray_indices=q_rid)
+    spans = list(zip(k_starts.tolist(), k_counts.tolist(), q_starts.tolist(), q_counts.tolist()))
+
+    def ours():
+        return searchsorted(keys, queries)
+
+    def naive():
+        # nerfacc semantics for packed queries: ids are absolute into the flat keys, clipped into the ray's range
+        # (left = right = the ray's start when it has no keys).
+        left, right = torch.zeros_like(q_rid), torch.zeros_like(q_rid)
+        for ks, kc, qs, qc in spans:
+            if qc == 0:
+                continue
+            if kc == 0:
+                left[qs:qs + qc] = ks
+                right[qs:qs + qc] = ks
+                continue
+            r = torch.searchsorted(k_vals[ks:ks + kc], q_vals[qs:qs + qc], right=True).clamp_max(kc - 1)
+            left[qs:qs + qc] = ks + (r - 1).clamp_min(0)
+            right[qs:qs + qc] = ks + r
+        return left, right
+
+    (la, ra), (lb, rb) = ours(), naive()
+    n_left_diff, n_right_diff = int((la != lb).sum()), int((ra != rb).sum())
+    assert n_left_diff == 0 and n_right_diff == 0, (n_left_diff, n_right_diff)
+    n_q = q_vals.numel()
+    return _row("searchsorted (packed)", f"{n_rays} rays, {k_vals.numel():,} keys, {n_q:,} queries",
+                bench(ours, reps), bench(naive, naive_reps), n_q, "Mqueries/s", "ids equal",
+                {"ids_left_differing": n_left_diff, "ids_right_differing": n_right_diff, "n_rays": n_rays,
+                 "n_keys": k_vals.numel(), "n_queries": n_q, "tied_queries": int(tie.sum()),
+                 "queries_outside_keys": int(((q_vals < NEAR) | (q_vals > FAR)).sum()),
+                 "rays_without_keys": int((k_counts == 0).sum())},
+                naive="Python loop over rays, torch.searchsorted(right=True) per ray, clipped into the ray's range")
+
+
+def _inverse_cdf_f64(edges: torch.Tensor, cdfs: torch.Tensor, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Brute force, float64, ray by ray: samples at the CDF levels u_i = c_0 + (i + 1/2) / n (c_last - c_0) of the
+    piecewise-linear CDF (torch.searchsorted + linear interpolation), and nerfacc's edges (midpoints of the samples,
+    half a spacing beyond the outer ones, clipped to the ray)."""
+    samples, out_edges = [], []
+    for t, c in zip(edges.double(), cdfs.double()):
+        u = c[0] + (torch.arange(n_out, dtype=torch.float64) + 0.5) / n_out * (c[-1] - c[0])
+        i = torch.searchsorted(c, u, right=True).clamp(1, c.numel() - 1)
+        frac = (u - c[i - 1]) / (c[i] - c[i - 1])
+        s = (t[i - 1] + frac * (t[i] - t[i - 1])).clamp(t[0], t[-1])
+        first = torch.clamp(s[:1] - 0.5 * (s[1:2] - s[:1]), min=t[0])
+        last = torch.clamp(s[-1:] + 0.5 * (s[-1:] - s[-2:-1]), max=t[-1])
+        samples.append(s)
+        out_edges.append(torch.cat([first, 0.5 * (s[1:] + s[:-1]), last]))
+    return torch.stack(samples), torch.stack(out_edges)
+
+
 def bench_importance(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
     n_rays, n_in, n_out = size["pdf_rays"], 64, 128
     edges = torch.linspace(NEAR, FAR, n_in + 1).expand(n_rays, -1).contiguous()
@@ -360,11 +610,87 @@ def bench_importance(size: dict, reps: int, naive_reps: int, gen: torch.Generato
     def naive():
         return sample_pdf(edges, weights, n_out)
 
+    # stratified=False is deterministic (the strata centres), so it can be checked against a float64 brute force
+    # at the same CDF levels; sample_pdf differs by its padding of the pdf (1e-5 per bin), shown without it too.
+    out_intervals, out_samples = ours()
+    ref_samples, ref_edges = _inverse_cdf_f64(edges, cdfs, n_out)
+    ds = max_diff(out_samples.vals.double(), ref_samples)
+    de = max_diff(out_intervals.vals.double(), ref_edges)
+    assert ds < 1e-4 and de < 1e-4, (ds, de)
+    d_pdf = max_diff(sample_pdf(edges, weights, n_out, padding=0.0).double(), ref_samples)
+    d_pdf_padded = max_diff(naive().double(), ref_samples)
     n = n_rays * n_out
     return _row("importance_sampling (batched)", f"{n_rays} rays, {n_in} -> {n_out}", bench(ours, reps),
-                bench(naive, reps), n, "Msamples/s", "not compared (placement rules differ)",
-                {"n_rays": n_rays, "n_in": n_in, "n_out": n_out},
-                naive="nerfkit.sampling.sample_pdf (the vanilla NeRF path); timing only")
+                bench(naive, reps), n, "Msamples/s", f"vs float64: max|ds|={ds:.1e}, max|dedge|={de:.1e}",
+                {"n_rays": n_rays, "n_in": n_in, "n_out": n_out, "max_abs_diff": ds, "max_abs_edge_diff": de,
+                 "reference": "float64 brute-force inverse CDF per ray, same CDF levels (stratified=False)",
+                 "sample_pdf_no_padding_max_abs_diff": d_pdf, "sample_pdf_default_padding_max_abs_diff": d_pdf_padded},
+                naive="nerfkit.sampling.sample_pdf (the vanilla NeRF path; pads the pdf by 1e-5 per bin); timing "
+                      "only. Agreement: importance_sampling vs a float64 brute-force inverse CDF per ray")
+
+
+def bench_propnet(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
+    """nerfacc's proposal sampling (uniform in t, deterministic) with two analytic proposal densities: a Gaussian
+    bump per ray (the second level's narrower and denser) on a thin background density."""
+    n_rays, prop_samples, num_samples = size["pdf_rays"], (256, 96), 48
+    centre = NEAR + 1.0 + (FAR - NEAR - 2.0) * torch.rand(n_rays, 1, generator=gen)
+    bumps = ((0.3, 30.0), (0.15, 60.0))  # (width, peak density) of each level's bump
+
+    def make_fn(width, peak):
+        def sigma_fn(t_starts, t_ends):
+            mid = 0.5 * (t_starts + t_ends)
+            return 0.05 + peak * torch.exp(-((mid - centre) / width).square())
+        return sigma_fn
+
+    fns = [make_fn(*b) for b in bumps]
+    estimator = PropNetEstimator()
+
+    def ours():
+        return estimator.sampling(fns, list(prop_samples), num_samples, n_rays, NEAR, FAR, sampling_type="uniform")
+
+    def inverse_cdf(s_edges, cdf, n):
+        """Samples at the strata centres of a piecewise-linear CDF, and nerfacc's edges around them: midpoints,
+        half a spacing beyond the outer samples, clipped to the input's first and last edge."""
+        u = ((torch.arange(n, dtype=cdf.dtype) + 0.5) / n).expand(cdf.shape[0], -1).contiguous()
+        i = torch.searchsorted(cdf.contiguous(), u, right=True).clamp(1, cdf.shape[1] - 1)
+        c0, c1 = cdf.gather(1, i - 1), cdf.gather(1, i)
+        s0, s1 = s_edges.gather(1, i - 1), s_edges.gather(1, i)
+        s = s0 + (u - c0) / (c1 - c0).clamp_min(1e-10) * (s1 - s0)
+        first = torch.maximum(s[:, :1] - 0.5 * (s[:, 1:2] - s[:, :1]), s_edges[:, :1])  # clipped to the ray's
+        last = torch.minimum(s[:, -1:] + 0.5 * (s[:, -1:] - s[:, -2:-1]), s_edges[:, -1:])  # first / last edge
+        return torch.cat([first, 0.5 * (s[:, 1:] + s[:, :-1]), last], 1)
+
+    def naive():
+        s = torch.linspace(0.0, 1.0, prop_samples[0] + 1).expand(n_rays, -1)  # level 0: uniform intervals
+        for level, fn in enumerate(fns):
+            t = NEAR + s * (FAR - NEAR)
+            sd = fn(t[:, :-1], t[:, 1:]) * (t[:, 1:] - t[:, :-1])
+            trans = torch.exp(-(torch.cumsum(sd, 1) - sd))
+            cdf = torch.cat([1.0 - trans, torch.ones(n_rays, 1)], 1)  # what passes the last interval stays in it
+            n_next = prop_samples[level + 1] if level + 1 < len(fns) else num_samples
+            s = inverse_cdf(s, cdf, n_next)
+        t = (NEAR + s * (FAR - NEAR)).clamp(NEAR, FAR)
+        return t[:, :-1], t[:, 1:]
+
+    (sa, ea), (sb, eb) = ours(), naive()
+    d = max(max_diff(sa, sb), max_diff(ea, eb))
+    assert d < 1e-4, d
+
+    def frac_in_bump(s, e):  # fraction of the final intervals whose midpoint lies within 2 widths of the bump
+        return float(((0.5 * (s + e) - centre).abs() <= 2 * bumps[-1][0]).float().mean())
+
+    fa, fb = frac_in_bump(sa, ea), frac_in_bump(sb, eb)
+    n = n_rays * num_samples
+    return _row("PropNetEstimator.sampling", f"{n_rays} rays, {prop_samples[0]}+{prop_samples[1]} -> {num_samples}",
+                bench(ours, reps), bench(naive, naive_reps), n_rays, "Mrays/s",
+                f"max|dt|={d:.1e}, in bump {fa:.1%} vs {fb:.1%}",
+                {"max_abs_diff": d, "n_rays": n_rays, "prop_samples": list(prop_samples), "num_samples": num_samples,
+                 "n_samples_out": n, "sampling_type": "uniform", "stratified": False,
+                 "bumps_width_peak": [list(b) for b in bumps], "background_density": 0.05,
+                 "fraction_in_bump_nerfkit": fa, "fraction_in_bump_naive": fb},
+                naive="the same scheme batched by hand: per level uniform-in-t intervals, transmittance via "
+                      "torch.cumsum/exp (cdf = 1 - T, the rest in the last interval), torch.searchsorted inverse CDF "
+                      "at the strata centres, edges at the samples' midpoints")
 
 
 def _row(name, size_txt, t_ours, t_naive, items, unit, agreement, extra, naive) -> dict:
@@ -392,8 +718,10 @@ def main() -> None:
                 "grid_res": 64, "pdf_rays": 512}
 
     rows: list[dict] = []
-    for fn in (bench_weights, bench_exclusive_prod, bench_distortion, bench_aabb, bench_traverse, bench_occgrid,
-               bench_importance):
+    wall_start = time.perf_counter()
+    for fn in (bench_weights, bench_weight_from_alpha, bench_sums, bench_exclusive_prod, bench_inclusive_prod,
+               bench_accumulate, bench_rendering, bench_distortion, bench_aabb, bench_traverse, bench_occgrid,
+               bench_searchsorted, bench_importance, bench_propnet):
         gen = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
         out = fn(size, args.repeats, args.naive_repeats, gen)
@@ -406,7 +734,8 @@ def main() -> None:
         "benchmark": "nerfkit primitives vs naive references, CPU" + (" (--quick sizes)" if args.quick else ""),
         "quick": args.quick, "sizes": size, "repeats": args.repeats, "naive_repeats": args.naive_repeats,
         "timing": "median seconds per call over the repeats after one warm-up call (time.perf_counter)",
-        "kernel_mode": kernel_mode(), "rows": rows, "machine": machine_info(),
+        "kernel_mode": kernel_mode(), "wall_seconds": time.perf_counter() - wall_start, "rows": rows,
+        "machine": machine_info(),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(record, indent=2))
@@ -429,6 +758,7 @@ def main() -> None:
           f"{oc['samples_per_ray_no_early_stop']:.1f} without")
     print(f"machine: {record['machine']['cpu']}, {record['machine']['torch_threads']} threads; "
           f"repeats {args.repeats} (naive {args.naive_repeats}), median per call")
+    print(f"benchmark wall time {record['wall_seconds']:.1f} s")
     print(f"wrote {output}")
 
 
