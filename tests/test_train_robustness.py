@@ -1,6 +1,7 @@
 """Long runs: a process killed mid-run resumes, non-finite steps are skipped or rolled back, memory stays flat."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -317,3 +318,34 @@ def test_the_guard_never_restarts_from_the_initial_state_once_a_checkpoint_exist
     assert main(["train", "--output", str(tmp_path / "cli"), "--steps", "10", "--max-bad-steps", "2",
                  "--data.cache-dir", str(tiny_scene_dir.parent), *TINY]) == 1
     assert "nerfkit: error: training diverged: 2 steps in a row" in capsys.readouterr().err
+
+
+def test_a_resume_in_the_middle_of_a_bad_streak_continues_exactly(tmp_path, tiny_scene_dir, monkeypatch):
+    """Steps 14-16 are NaN (3 in a row restore the step-10 checkpoint). The step-15 checkpoint is written inside the
+    streak; a run resumed from it knows the streak (2 bad steps since step 13), so step 16 completes it and
+    restores step 10 exactly as the uninterrupted run did: the same parameters at the end."""
+    cache = tiny_scene_dir.parent
+    options = dict(steps=20, save_every=5, keep_checkpoints=5, max_bad_steps=3, lr=1e-3, lr_final=1e-3,
+                   warmup_steps=0)
+    poison_loss(monkeypatch, {14, 15, 16})
+    straight = tiny_config(tmp_path / "a", cache, **options)
+    train(straight)
+    assert [(r["step"], r["restored"]) for r in records(straight.output) if "restored" in r] == \
+        [(16, "step-00000010.pt")]
+    half = torch.load(straight.output / "checkpoints" / "step-00000015.pt", weights_only=True)
+    assert half["streak"] == 2 and half["good_at"] == 13
+
+    interrupted = tmp_path / "b" / "run" / "checkpoints"
+    interrupted.mkdir(parents=True)
+    for step in (5, 10, 15):
+        shutil.copy(straight.output / "checkpoints" / f"step-{step:08d}.pt", interrupted)
+    monkeypatch.undo()
+    poison_loss(monkeypatch, {1})  # the resumed run's first step is step 16
+    resumed = tiny_config(tmp_path / "b", cache, **options, resume=True)
+    train(resumed)
+    assert [(r["step"], r["restored"]) for r in records(resumed.output) if "restored" in r] == \
+        [(16, "step-00000010.pt")]
+    _, a = latest_checkpoint(straight.output / "checkpoints")
+    _, b = latest_checkpoint(interrupted)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)

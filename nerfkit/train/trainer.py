@@ -214,6 +214,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed + 1 + world.rank)
     start_step, elapsed, lr_scale, bad_steps, overflow_steps, initial = 0, 0.0, 1.0, 0, 0, None
+    guard = (0, 0)  # the divergence guard's (good_at, streak), see the training loop
 
     if world.is_main:
         cfg.output.mkdir(parents=True, exist_ok=True)
@@ -226,6 +227,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         batch_size = int(state.get("batch_size", batch_size))
         lr_scale, bad_steps = float(state.get("lr_scale", 1.0)), int(state.get("bad_steps", 0))
         overflow_steps = int(state.get("overflow_steps", 0))
+        guard = int(state.get("good_at", start_step)), int(state.get("streak", 0))
         if world.is_main:
             for moved in set_aside_newer(ckpt_dir, start_step):  # unreadable, and they would outrank new saves
                 warnings.warn(f"set the unreadable checkpoint aside as {moved}", stacklevel=2)
@@ -246,7 +248,8 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         if world.is_main:
             path = save_checkpoint(ckpt_dir, step, {
                 "version": 2, "step": step, "elapsed": elapsed, "batch_size": batch_size, "lr_scale": lr_scale,
-                "bad_steps": bad_steps, "overflow_steps": overflow_steps, "world_size": world.size,
+                "bad_steps": bad_steps, "overflow_steps": overflow_steps, "good_at": good_at, "streak": streak,
+                "world_size": world.size,
                 "config": to_dict(cfg),
                 "model": module.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "rng": rng, "scene": scene.summary()},
@@ -287,7 +290,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not (cfg.progress and world.is_main),
                dynamic_ncols=True)
     val_psnr, validated_at, done, checkpoint = None, None, start_step, None
-    good_at, streak = start_step, 0  # the step the current parameters come from; bad steps in a row
+    good_at, streak = guard  # the step the current parameters come from; bad steps in a row
     window_rays, window_time, window_samples = 0, 0.0, 0.0
     every_s = cfg.save_every_seconds
     next_timed_save = (math.floor(elapsed / every_s) + 1) * every_s if every_s else math.inf
