@@ -1,4 +1,4 @@
-"""Mixed precision: fields and rendering under bf16 autocast on CPU, bf16 training quality, fp16 refused on CPU."""
+"""Mixed precision: fields and rendering under bf16 and fp16 autocast on CPU, bf16 training quality, fp16 refused on CPU."""
 
 import os
 import subprocess
@@ -27,16 +27,18 @@ def small_field() -> VanillaFieldConfig:
     return VanillaFieldConfig(depth=2, width=32, skips=(), color_width=16, pos_freqs=4, dir_freqs=2)
 
 
-def test_hash_grid_field_under_bf16_autocast_returns_float32_close_to_fp32():
+@pytest.mark.parametrize("low", ["bf16", "fp16"])
+def test_hash_grid_field_under_autocast_returns_float32_close_to_fp32(low):
     """The hash table is read in float32 and the density's exponential and the colour's sigmoid run in float32;
-    only the tiny MLPs run in bf16, so outputs and the table's gradient stay close to the fp32 ones."""
+    only the tiny MLPs run in bf16 or fp16, so outputs and the table's gradient stay close to the fp32 ones.
+    (fp16 training is for CUDA; torch's CPU autocast runs the same fp16 casts, so they are checked here.)"""
     torch.manual_seed(0)
     field = NGPField(NGPFieldConfig(n_levels=4, log2_hashmap_size=12, max_resolution=64, hidden_dim=32), BOX)
     with torch.no_grad():  # a table with some structure, so that densities vary
         field.encoder.embeddings.normal_(0.0, 0.5)
     x, d = torch.rand(4096, 3) * 2 - 1, torch.nn.functional.normalize(torch.randn(4096, 3), dim=-1)
     results = {}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", low):
         field.zero_grad()
         with autocast(precision, CPU):
             rgb, sigma = field(x, d)
@@ -45,14 +47,15 @@ def test_hash_grid_field_under_bf16_autocast_returns_float32_close_to_fp32():
         grad = field.encoder.embeddings.grad
         assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
         results[precision] = rgb, sigma, grad.clone()
-    (rgb32, sigma32, grad32), (rgb16, sigma16, grad16) = results["fp32"], results["bf16"]
+    (rgb32, sigma32, grad32), (rgb16, sigma16, grad16) = results["fp32"], results[low]
     torch.testing.assert_close(rgb16, rgb32, atol=2e-2, rtol=0)
     torch.testing.assert_close(sigma16, sigma32, atol=0.05 * float(sigma32.detach().abs().max()), rtol=0.05)
     assert torch.nn.functional.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0) > 0.99
 
 
+@pytest.mark.parametrize("low", ["bf16", "fp16"])
 @pytest.mark.parametrize("method", ["occgrid", "coarse-to-fine", "ngp"])
-def test_methods_render_in_float32_under_bf16_autocast(method):
+def test_methods_render_in_float32_under_autocast(method, low):
     """Volume rendering (transmittance, weights, composited colour) stays float32 under autocast, and the
     rendered colours are close to fp32's."""
     torch.manual_seed(0)
@@ -66,13 +69,13 @@ def test_methods_render_in_float32_under_bf16_autocast(method):
     origins = torch.tensor([0.0, 0.0, 3.0]).expand(256, 3)
     directions = torch.nn.functional.normalize(torch.randn(256, 3) * 0.2 + torch.tensor([0.0, 0.0, -1.0]), dim=-1)
     outputs = {}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", low):
         with autocast(precision, CPU):
             out = model(origins, directions, torch.ones(3), torch.Generator().manual_seed(1))
         assert out["rgb"].dtype == out["opacity"].dtype == torch.float32
         outputs[precision] = out
-    torch.testing.assert_close(outputs["bf16"]["rgb"], outputs["fp32"]["rgb"], atol=3e-2, rtol=0)
-    torch.testing.assert_close(outputs["bf16"]["opacity"], outputs["fp32"]["opacity"], atol=3e-2, rtol=0)
+    torch.testing.assert_close(outputs[low]["rgb"], outputs["fp32"]["rgb"], atol=3e-2, rtol=0)
+    torch.testing.assert_close(outputs[low]["opacity"], outputs["fp32"]["opacity"], atol=3e-2, rtol=0)
 
 
 def test_bf16_training_reaches_within_half_a_db_of_fp32(tmp_path, tiny_scene_dir):
