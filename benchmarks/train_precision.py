@@ -2,6 +2,7 @@
 
     python benchmarks/train_precision.py [--steps 800] [--method vanilla]         # CPU: fp32, bf16
     python benchmarks/train_precision.py --device cuda --method ngp --steps 2000   # GPU: fp32, bf16, fp16
+    python benchmarks/train_precision.py --method ngp --precisions fp32 fp16 --cpu-fp16  # fp16's quality, on CPU
 
 Each precision trains the same configuration (the built-in scene and the method's defaults unless options
 after ``--`` go to ``nerfkit train``, e.g. ``-- --data.path ../shared/data/nerf_synthetic/lego --data.downscale
@@ -12,6 +13,10 @@ not grow. Writes benchmarks/results/train_precision_{device}.json, rewritten (at
 and after each one: until ``"complete": true`` it is a partial record (``runs_completed`` names the runs in it),
 so a run cut off by a time limit still leaves the finished runs' figures. A run that fails is recorded under
 ``runs_failed`` and the others still run.
+
+``--cpu-fp16`` lifts the trainer's refusal of fp16 on a CPU (torch's CPU autocast and gradient scaler run the same
+casts and loss scaling as on CUDA, only slowly): what fp16's numerics cost in PSNR, measured without a GPU; its
+speed means nothing there. Written to ``train_precision_cpu_fp16.json`` unless ``--output`` says otherwise.
 """
 
 from __future__ import annotations
@@ -68,11 +73,18 @@ def main() -> None:
                         help="default: fp32 bf16 (and fp16 on CUDA)")
     parser.add_argument("--test-stride", type=int, default=1, help="evaluate every N-th test view")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--cpu-fp16", action="store_true",
+                        help="allow fp16 on a CPU, for its quality only (see above)")
     parser.add_argument("extra", nargs="*", help="after --: nerfkit train options for every run")
     args = parser.parse_args()
     device_kind = args.device.split(":")[0]
     precisions = args.precisions or (["fp32", "bf16", "fp16"] if device_kind == "cuda" else ["fp32", "bf16"])
-    output = args.output or Path(__file__).parent / "results" / f"train_precision_{device_kind}.json"
+    suffix = "_fp16" if args.cpu_fp16 and device_kind == "cpu" else ""
+    output = args.output or Path(__file__).parent / "results" / f"train_precision_{device_kind}{suffix}.json"
+    if args.cpu_fp16:
+        import nerfkit.train.trainer as trainer
+
+        trainer.check_precision = lambda precision, device: None
 
     if "bf16" in precisions:  # as `nerfkit train --precision bf16` does, but before the first run: its
         # evaluation (SSIM's convolutions) would create oneDNN's caches at their default size
@@ -97,6 +109,7 @@ def main() -> None:
                 "protocol": "mean per-image PSNR/SSIM on the test split, rendered in fp32, white background",
                 "steps": args.steps, "warmup_steps": args.warmup, "device": args.device,
                 "nerfkit_train_options": args.extra, "complete": complete, "status": status,
+                "cpu_fp16": bool(args.cpu_fp16 and device_kind == "cpu"),
                 "runs_planned": precisions, "runs_completed": [r["precision"] for r in runs],
                 "runs_failed": failed, "runs": runs, "machine": machine}
 
