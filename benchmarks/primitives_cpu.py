@@ -135,29 +135,6 @@ def bench_weights(size: dict, reps: int, naive_reps: int, gen: torch.Generator) 
                 naive="Python loop over rays, torch.cumsum per ray")
 
 
-def bench_exclusive_prod(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
-    t_starts, _, packed_info, _ = packed_intervals(size["rays"], 128, gen)
-    x = 0.9 + 0.1 * torch.rand(t_starts.shape, generator=gen)
-
-    def ours():
-        return exclusive_prod(x, packed_info)
-
-    def naive():
-        out = torch.ones_like(x)
-        for start, count in packed_info.tolist():
-            if count > 1:
-                out[start + 1:start + count] = torch.cumprod(x[start:start + count - 1], 0)
-        return out
-
-    a, b = ours(), naive()
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    n = x.numel()
-    return _row("exclusive_prod (packed)", f"{size['rays']} rays x 0..128, {n:,} samples",
-                bench(ours, reps), bench(naive, naive_reps), n, "Msamples/s", f"max|d|={max_diff(a, b):.1e}",
-                {"max_abs_diff": max_diff(a, b), "n_rays": size["rays"], "n_samples": n},
-                naive="Python loop over rays, torch.cumprod per ray")
-
-
 def bench_weight_from_alpha(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
     t_starts, t_ends, packed_info, _ = packed_intervals(size["rays"], 128, gen)
     sigmas = 10.0 * torch.rand(t_starts.shape, generator=gen)
@@ -224,27 +201,33 @@ def bench_sums(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> 
     return rows
 
 
-def bench_inclusive_prod(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
+def bench_prods(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> list[dict]:
     t_starts, _, packed_info, _ = packed_intervals(size["rays"], 128, gen)
     x = 0.9 + 0.1 * torch.rand(t_starts.shape, generator=gen)
+    spans = packed_info.tolist()
+    n = x.numel()
 
-    def ours():
-        return inclusive_prod(x, packed_info)
-
-    def naive():
+    def naive(exclusive: bool):
         out = torch.ones_like(x)
-        for start, count in packed_info.tolist():
-            if count > 0:
+        for start, count in spans:
+            if exclusive and count > 1:
+                out[start + 1:start + count] = torch.cumprod(x[start:start + count - 1], 0)
+            elif not exclusive and count > 0:
                 out[start:start + count] = torch.cumprod(x[start:start + count], 0)
         return out
 
-    a, b = ours(), naive()
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    n = x.numel()
-    return _row("inclusive_prod (packed)", f"{size['rays']} rays x 0..128, {n:,} samples",
-                bench(ours, reps), bench(naive, naive_reps), n, "Msamples/s", f"max|d|={max_diff(a, b):.1e}",
-                {"max_abs_diff": max_diff(a, b), "n_rays": size["rays"], "n_samples": n},
-                naive="Python loop over rays, torch.cumprod per ray")
+    rows = []
+    for name, fn, exclusive in (("exclusive_prod (packed)", exclusive_prod, True),
+                                ("inclusive_prod (packed)", inclusive_prod, False)):
+        a, b = fn(x, packed_info), naive(exclusive)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        rows.append(_row(name, f"{size['rays']} rays x 0..128, {n:,} samples",
+                         bench(lambda: fn(x, packed_info), reps), bench(lambda: naive(exclusive), naive_reps), n,
+                         "Msamples/s", f"max|d|={max_diff(a, b):.1e}",
+                         {"max_abs_diff": max_diff(a, b), "n_rays": size["rays"], "n_samples": n},
+                         naive="Python loop over rays, torch.cumprod per ray" + (" (shifted by one)" if exclusive
+                                                                                 else "")))
+    return rows
 
 
 def bench_accumulate(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
@@ -719,7 +702,7 @@ def main() -> None:
 
     rows: list[dict] = []
     wall_start = time.perf_counter()
-    for fn in (bench_weights, bench_weight_from_alpha, bench_sums, bench_exclusive_prod, bench_inclusive_prod,
+    for fn in (bench_weights, bench_weight_from_alpha, bench_sums, bench_prods,
                bench_accumulate, bench_rendering, bench_distortion, bench_aabb, bench_traverse, bench_occgrid,
                bench_searchsorted, bench_importance, bench_propnet):
         gen = torch.Generator().manual_seed(0)

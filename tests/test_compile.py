@@ -23,40 +23,30 @@ def final_model(cfg) -> dict:
     return latest_checkpoint(cfg.output / "checkpoints")[1]["model"]
 
 
-def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, tiny_scene_dir, monkeypatch):
-    """A compiler backend that raises (as a missing C++ compiler does): one warning, then the eager code, so the
-    run ends exactly where an eager run ends."""
-    def broken_backend(graph, example_inputs):
-        raise RuntimeError("no C++ compiler found")
-
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=broken_backend))
-    cache = tiny_scene_dir.parent
-    compiled = tiny_config(tmp_path / "compiled", cache, steps=4, save_every=100, compile=True, device="cpu",
-                           vanilla=small_vanilla())
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert train(compiled).step == 4
-    messages = [str(w.message) for w in caught if "--compile" in str(w.message)]
-    assert len(messages) == 1 and "no C++ compiler found" in messages[0] and "eager" in messages[0]
-    eager = tiny_config(tmp_path / "eager", cache, steps=4, save_every=100, device="cpu", vanilla=small_vanilla())
-    train(eager)
-    a, b = final_model(compiled), final_model(eager)
-    assert a.keys() == b.keys()  # compiling changes no state_dict key: checkpoints stay interchangeable
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+def broken_backend(graph, example_inputs):
+    """A compiler backend that raises, as a missing C++ compiler does."""
+    raise RuntimeError("no C++ compiler found")
 
 
-def test_a_compiler_failing_on_the_backward_pass_falls_back_too(tmp_path, tiny_scene_dir, monkeypatch):
+def broken_backward_backend():
     """A backend whose forward compiles but whose backward compiler raises: AOTAutograd would defer the failing
-    backward to the first backward() (where it would end the run); compiled together with the forward, it
-    falls back to eager code with one warning like any compiler failure."""
+    backward to the first backward(), where it would end the run, unless it is compiled with the forward."""
     from torch._dynamo.backends.common import aot_autograd
 
     def broken_backward(graph, example_inputs):
         raise RuntimeError("backward lowering failed")
 
-    backend = aot_autograd(fw_compiler=lambda graph, example_inputs: graph, bw_compiler=broken_backward)
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+    return aot_autograd(fw_compiler=lambda graph, example_inputs: graph, bw_compiler=broken_backward)
+
+
+@pytest.mark.parametrize("backend, cause", [(lambda: broken_backend, "no C++ compiler found"),
+                                            (broken_backward_backend, "backward lowering failed")],
+                         ids=["forward", "backward"])
+def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, tiny_scene_dir, monkeypatch, backend,
+                                                                 cause):
+    """A compiler failure, in the forward or the backward pass: one warning, then the eager code, so the run ends
+    exactly where an eager run ends."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend()))
     cache = tiny_scene_dir.parent
     compiled = tiny_config(tmp_path / "compiled", cache, steps=4, save_every=100, compile=True, device="cpu",
                            vanilla=small_vanilla())
@@ -64,10 +54,11 @@ def test_a_compiler_failing_on_the_backward_pass_falls_back_too(tmp_path, tiny_s
         warnings.simplefilter("always")
         assert train(compiled).step == 4
     messages = [str(w.message) for w in caught if "--compile" in str(w.message)]
-    assert len(messages) == 1 and "backward lowering failed" in messages[0]
+    assert len(messages) == 1 and cause in messages[0] and "eager" in messages[0]
     eager = tiny_config(tmp_path / "eager", cache, steps=4, save_every=100, device="cpu", vanilla=small_vanilla())
     train(eager)
     a, b = final_model(compiled), final_model(eager)
+    assert a.keys() == b.keys()  # compiling changes no state_dict key: checkpoints stay interchangeable
     for key in a:
         assert torch.equal(a[key], b[key]), key
 

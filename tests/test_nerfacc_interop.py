@@ -45,16 +45,14 @@ def random_packed(n_rays, generator, device):
     t_starts = torch.rand(n, generator=generator).to(device) * 4
     t_ends = t_starts + torch.rand(n, generator=generator).to(device) * 0.1
     sigmas = torch.rand(n, generator=generator).to(device) * 5
-    return ray_indices, t_starts, t_ends, sigmas
+    order = torch.argsort(ray_indices * 10 + t_starts)  # each ray's intervals in order (the distortion identity)
+    return ray_indices, t_starts[order], t_ends[order], sigmas[order]
 
 
 def test_weights_scans_and_distortion_match_nerfacc():
     nerfacc = _nerfacc()
     g = torch.Generator().manual_seed(0)
     ray_indices, t_starts, t_ends, sigmas = random_packed(64, g, "cuda")
-    # sort each ray's intervals so that the distortion identity holds
-    order = torch.argsort(ray_indices * 10 + t_starts)
-    t_starts, t_ends, sigmas = t_starts[order], t_ends[order], sigmas[order]
     ours = nerfkit.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices=ray_indices, n_rays=64)
     theirs = nerfacc.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices=ray_indices, n_rays=64)
     for a, b in zip(ours, theirs):
@@ -110,9 +108,6 @@ def test_visibility_accumulation_and_rendering_match_nerfacc():
     nerfacc = _nerfacc()
     g = torch.Generator().manual_seed(3)
     ray_indices, t_starts, t_ends, sigmas = random_packed(96, g, "cuda")
-    order = torch.argsort(ray_indices * 10 + t_starts)
-    t_starts, t_ends, sigmas = t_starts[order], t_ends[order], sigmas[order]
-    t_ends = torch.maximum(t_ends, t_starts)
     alphas = 1 - torch.exp(-sigmas * (t_ends - t_starts) * 20)
     for module_args in (dict(early_stop_eps=1e-2, alpha_thre=0.05), dict(early_stop_eps=1e-4, alpha_thre=0.0)):
         ours = nerfkit.render_visibility_from_alpha(alphas, ray_indices=ray_indices, n_rays=96, **module_args)
