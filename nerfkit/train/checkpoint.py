@@ -70,17 +70,18 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise RuntimeError(f"checkpoint {path} is unreadable or corrupt: {err}") from err
 
 
-def latest_checkpoint(folder: Path, map_location: str | torch.device = "cpu",
-                      max_step: int | None = None) -> tuple[Path, dict] | None:
-    """The newest readable checkpoint in ``folder`` (falling back past corrupt ones, with a warning), of step
-    at most ``max_step`` if given."""
+def latest_checkpoint(folder: Path, map_location: str | torch.device = "cpu", max_step: int | None = None,
+                      warn: bool = True) -> tuple[Path, dict] | None:
+    """The newest readable checkpoint in ``folder`` (falling back past corrupt ones, with a warning unless
+    ``warn`` is false: in a multi-process run only rank 0 says it), of step at most ``max_step`` if given."""
     for path in reversed(list_checkpoints(folder)):
         if max_step is not None and int(_NAME.match(path.name).group(1)) > max_step:
             continue
         try:
             return path, load_checkpoint(path, map_location)
         except RuntimeError as err:
-            warnings.warn(f"{err}; trying an older checkpoint", stacklevel=2)
+            if warn:
+                warnings.warn(f"{err}; trying an older checkpoint", stacklevel=2)
     return None
 
 

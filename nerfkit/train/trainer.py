@@ -186,7 +186,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     ckpt_dir = cfg.output / "checkpoints"
     found = None
     if cfg.resume:
-        found = latest_checkpoint(ckpt_dir, map_location=device)
+        found = latest_checkpoint(ckpt_dir, map_location=device, warn=world.is_main)
         if found is None:
             raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
         if found[1]["config"].get("method") == cfg.method:  # (another method is refused below)
@@ -266,7 +266,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     def restore(before: int) -> int:
         """Divergence guard: loads the newest checkpoint older than step ``before`` into the model, optimiser and
         scaler (or, before the run's first checkpoint, the initial state), and returns its step."""
-        found = latest_checkpoint(ckpt_dir, map_location=device, max_step=before - 1)
+        found = latest_checkpoint(ckpt_dir, map_location=device, max_step=before - 1, warn=world.is_main)
         if found is not None:
             path, state = found
             _load_training_state(state, module, optimizer, scaler)
