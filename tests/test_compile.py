@@ -63,6 +63,25 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tmp_path, tiny_
         assert torch.equal(a[key], b[key]), key
 
 
+def test_compiled_calls_leave_nothing_behind(monkeypatch):
+    """Each call of a compiled field enters the context that compiles backward with forward; a context built per
+    call left an entry in the thread's context at every exit (~220 bytes a call, for the whole run)."""
+    import contextvars
+
+    from nerfkit.methods import VanillaNeRF
+    from nerfkit.train.compile import compile_fields
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    model = VanillaNeRF(small_vanilla(), 0.5, 4.0, torch.tensor([-1.0, -1, -1, 1, 1, 1]))
+    field = getattr(model, compile_fields(model)[0])
+    x = torch.rand(64, 3)
+    field.query_density(x)
+    before = len(contextvars.copy_context())
+    for _ in range(200):
+        field.query_density(x)
+    assert len(contextvars.copy_context()) == before
+
+
 @pytest.mark.slow
 def test_compiled_fields_train_like_eager_ones(tmp_path, tiny_scene_dir):
     """torch.compile of the occupancy-grid field (forward for training, query_density for grid updates and early

@@ -33,12 +33,13 @@ class _CompiledOrEager:
     def __init__(self, eager, name: str, fallback: _Fallback, train_only: bool) -> None:
         self.eager, self.name, self.fallback, self.train_only = eager, name, fallback, train_only
         self.compiled = torch.compile(eager, dynamic=True)
+        self.backward_with_forward = _backward_compiled_with_forward()  # one context, entered at every call
 
     def __call__(self, *args, **kwargs):
         if self.fallback.failed or (self.train_only and not torch.is_grad_enabled()):
             return self.eager(*args, **kwargs)
         try:
-            with _backward_compiled_with_forward():
+            with self.backward_with_forward:
                 return self.compiled(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as err:  # compiler failures, not errors of the model
             if not self.fallback.failed:
@@ -52,13 +53,15 @@ class _CompiledOrEager:
 
 
 def _backward_compiled_with_forward():
-    """A context in which AOTAutograd compiles a graph's backward together with its forward.
+    """A context in which AOTAutograd compiles a graph's backward together with its forward (reusable: build it
+    once, as each new one leaves state behind in the thread's context when it exits).
 
     Otherwise, where it may (static shapes) or where compiling the backward fails, it defers that to the first
     ``backward()``, whose compiler error would surface there, outside the fallback of :class:`_CompiledOrEager`,
     and end the run. (``torch._functorch.config.force_non_lazy_backward_lowering``; a no-op on a torch without
     it.)"""
-    config = torch._functorch.config
+    import torch._functorch.config as config
+
     if not hasattr(config, "force_non_lazy_backward_lowering"):
         return contextlib.nullcontext()
     return config.patch(force_non_lazy_backward_lowering=True)
