@@ -149,16 +149,17 @@ def test_searchsorted_and_importance_sampling_match_nerfacc():
     q_flat = (torch.rand(int(q_counts.sum()), generator=g) * 3.4 - 0.2).cuda()
     ours = nerfkit.searchsorted(nerfkit.RayIntervals(vals=flat, packed_info=info),
                                 nerfkit.RaySamples(vals=q_flat, packed_info=q_info))
-    theirs = nerfacc.searchsorted(nerfacc.RayIntervals(vals=flat, packed_info=info.int()),
-                                  nerfacc.RaySamples(vals=q_flat, packed_info=q_info.int()))
+    theirs = nerfacc.searchsorted(nerfacc.RayIntervals(vals=flat, packed_info=info),
+                                  nerfacc.RaySamples(vals=q_flat, packed_info=q_info))
     for a, b in zip(ours, theirs):
         assert torch.equal(a, b.long())
 
-    for n in (1, 8):
+    for n in (1, 2, 8):
         ours = nerfkit.importance_sampling(nerfkit.RayIntervals(vals=edges), cdfs, n, stratified=False)
         theirs = nerfacc.importance_sampling(nerfacc.RayIntervals(vals=edges), cdfs, n, stratified=False)
-        torch.testing.assert_close(ours[0].vals, theirs[0].vals, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(ours[1].vals, theirs[1].vals, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours[1].vals, theirs[1].vals, rtol=1e-5, atol=1e-5)  # samples
+        if n > 1:  # nerfacc 0.5.3 leaves a one-sample ray's edges wrong (reads the next ray's sample; FIXME there)
+            torch.testing.assert_close(ours[0].vals, theirs[0].vals, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("sampling_type", ["uniform", "lindisp"])
