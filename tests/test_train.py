@@ -189,3 +189,32 @@ def test_resume_with_another_process_count_warns_and_names_the_new_global_batch(
                                          r"checkpoint's 128 rays a step, so a step now draws 128 rays in all \(it "
                                          r"drew 256\)"):
         assert train(resumed).step == 12
+
+
+def test_archives_without_crcs_load_and_only_damaged_newer_checkpoints_are_set_aside(tmp_path, monkeypatch):
+    from nerfkit.train.checkpoint import CorruptCheckpoint, load_checkpoint, set_aside_newer
+
+    folder = tmp_path / "ckpt"
+    for step in (1, 2, 3):
+        save_checkpoint(folder, step, {"step": step, "w": torch.full((1000,), float(step))}, keep=5)
+    # written with CRCs off (torch stores 0 for each entry): loads, nothing to check against
+    torch.serialization.set_crc32_options(False)
+    try:
+        save_checkpoint(folder, 4, {"step": 4, "w": torch.full((1000,), 4.0)}, keep=5)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert load_checkpoint(folder / "step-00000004.pt")["step"] == 4
+    (folder / "step-00000003.pt").write_bytes((folder / "step-00000003.pt").read_bytes()[:300])  # cut short
+    with pytest.raises(CorruptCheckpoint, match="step-00000003.pt is unreadable or corrupt"):
+        load_checkpoint(folder / "step-00000003.pt")
+    # a read that fails now (I/O) is not damage
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(OSError("I/O error")))
+    with pytest.raises(RuntimeError, match="could not be read now") as caught:
+        load_checkpoint(folder / "step-00000002.pt")
+    assert not isinstance(caught.value, CorruptCheckpoint)
+    monkeypatch.setattr(torch, "load", real_load)
+    # resumed from step 1: the damaged step 3 is renamed, the readable steps 2 and 4 stay
+    assert set_aside_newer(folder, 1) == [folder / "step-00000003.pt.corrupt"]
+    assert [p.name for p in list_checkpoints(folder)] == ["step-00000001.pt", "step-00000002.pt",
+                                                          "step-00000004.pt"]

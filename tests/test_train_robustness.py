@@ -243,22 +243,27 @@ def fp16_on_cpu(monkeypatch):
     monkeypatch.setattr(trainer, "check_precision", lambda precision, device: None)
 
 
-def test_fp16_resume_is_exact_and_restores_the_loss_scale(tmp_path, tiny_scene_dir, fp16_on_cpu):
+def test_fp16_resume_is_exact_and_restores_the_loss_scale(tmp_path, tiny_scene_dir, fp16_on_cpu, monkeypatch):
+    """An overflow at step 5 halves the scale to 2^15 before the step-10 checkpoint: the resumed run continues
+    at 2^15 (not a fresh scaler's 2^16) and with the checkpoint's growth tracker, and ends exactly where the
+    uninterrupted run ends."""
     cache = tiny_scene_dir.parent
+    poison_gradients(monkeypatch, {5})
     straight = tiny_config(tmp_path / "a", cache, steps=20, keep_checkpoints=5, precision="fp16")
     train(straight)
     _, state_straight = latest_checkpoint(straight.output / "checkpoints")
-    assert state_straight["scaler"]["scale"] == 65536.0 and state_straight["scaler"]["_growth_tracker"] == 20
+    assert state_straight["scaler"]["scale"] == 32768.0 and state_straight["scaler"]["_growth_tracker"] == 15
 
     interrupted = tmp_path / "b" / "run" / "checkpoints"
     interrupted.mkdir(parents=True)
     half = torch.load(straight.output / "checkpoints" / "step-00000010.pt", weights_only=True)
+    assert half["scaler"]["scale"] == 32768.0 and half["scaler"]["_growth_tracker"] == 5
     half["scaler"]["_growth_tracker"] = 7  # a resumed run must take its scaler state from the checkpoint
     torch.save(half, interrupted / "step-00000010.pt")
     train(tiny_config(tmp_path / "b", cache, steps=20, resume=True, precision="fp16"))
     _, state_resumed = latest_checkpoint(interrupted)
-    assert state_resumed["scaler"]["_growth_tracker"] == 17
-    half["scaler"]["_growth_tracker"] = 10
+    assert state_resumed["scaler"]["_growth_tracker"] == 17 and state_resumed["scaler"]["scale"] == 32768.0
+    half["scaler"]["_growth_tracker"] = 5
     torch.save(half, interrupted / "step-00000010.pt")
     (interrupted / "step-00000020.pt").unlink()
     train(tiny_config(tmp_path / "b", cache, steps=20, resume=True, precision="fp16"))
@@ -290,7 +295,8 @@ def test_fp16_overflows_are_skipped_counted_and_logged_not_taken_for_divergence(
 def test_fp16_gradients_that_overflow_at_a_loss_scale_of_one_count_as_divergence(tmp_path, tiny_scene_dir,
                                                                                   fp16_on_cpu, monkeypatch):
     """From 2^16 the scale halves on each overflow, reaching 1 after 16 of them (steps 2-17); overflowing still
-    (steps 18-20) is divergence: the guard restores the initial state, and fails clearly when that diverges too."""
+    (steps 18-20) is divergence: the guard restores the initial state, with the initial loss scale (the overflows
+    start again at 2^16: steps 21-36), and fails clearly when that diverges too (37-39)."""
     poison_gradients(monkeypatch, set(range(2, 1000)))
     cfg = tiny_config(tmp_path, tiny_scene_dir.parent, steps=60, save_every=100, max_bad_steps=3,
                       precision="fp16")
@@ -298,8 +304,9 @@ def test_fp16_gradients_that_overflow_at_a_loss_scale_of_one_count_as_divergence
         train(cfg)
     lines = records(cfg.output)
     overflows = [r["step"] for r in lines if r.get("skipped") == "fp16 gradient overflow"]
-    assert overflows == list(range(2, 18))
-    assert [r["step"] for r in lines if r.get("skipped") == "non-finite loss or gradients"] == [18, 19, 20, 21, 22, 23]
+    assert overflows == list(range(2, 18)) + list(range(21, 37))
+    assert [r["loss_scale"] for r in lines if r.get("skipped") == "fp16 gradient overflow"][15:17] == [1.0, 32768.0]
+    assert [r["step"] for r in lines if r.get("skipped") == "non-finite loss or gradients"] == [18, 19, 20, 37, 38, 39]
     assert [(r["step"], r["restored"]) for r in lines if "restored" in r] == [(20, "the initial state")]
 
 

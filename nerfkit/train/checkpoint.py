@@ -12,14 +12,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints", "set_aside_newer",
-           "rng_state", "set_rng_state", "DivergenceError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "verify_archive", "latest_checkpoint", "list_checkpoints",
+           "set_aside_newer", "rng_state", "set_rng_state", "DivergenceError", "CorruptCheckpoint"]
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
 class DivergenceError(RuntimeError):
     """Training diverged and the divergence guard has no checkpoint left to restore."""
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint whose bytes are damaged: cut short, not an archive, or an entry that fails its CRC-32 (as
+    opposed to one that could not be read this time: an I/O error, or no memory to load it into)."""
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -53,21 +58,40 @@ def save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int = 
     return path
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Loads a checkpoint with ``weights_only=True``; a clear error names an unreadable or corrupt file.
+def verify_archive(path: Path) -> None:
+    """Raises :class:`CorruptCheckpoint` unless ``path`` is a complete archive whose entries match their CRC-32s.
 
     ``torch.load`` reads a checkpoint's archive without checking it, so a flipped bit in a tensor's bytes would
-    load as a wrong value: every entry's CRC-32 (which ``torch.save`` writes) is verified first (~1 ms per 4 MB).
-    """
+    load as a wrong value; ``torch.save`` writes each entry's CRC-32 (~1 ms per 4 MB to verify), except with
+    ``torch.serialization.set_crc32_options(False)``, whose entries (stored CRC 0) are not checked."""
+    if not zipfile.is_zipfile(path):
+        raise CorruptCheckpoint("not a complete archive (cut short?)")
+    with zipfile.ZipFile(path) as archive:
+        for entry in archive.infolist():
+            if entry.CRC == 0:
+                continue
+            try:
+                with archive.open(entry) as stream:  # the CRC-32 is compared when the stream ends
+                    while stream.read(1 << 24):
+                        pass
+            except zipfile.BadZipFile as err:
+                raise CorruptCheckpoint(f"the CRC-32 of its entry {entry.filename!r} does not match its bytes "
+                                        f"({err})") from err
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Loads a checkpoint with ``weights_only=True`` after :func:`verify_archive`; a clear error names the file:
+    :class:`CorruptCheckpoint` when its bytes are damaged, a ``RuntimeError`` when it could not be read now (an
+    I/O error, out of memory)."""
+    transient = (OSError, getattr(torch, "OutOfMemoryError", MemoryError), MemoryError)
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-            if bad is not None:
-                raise RuntimeError(f"the CRC-32 of its entry {bad!r} does not match its bytes")
+        verify_archive(path)
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise RuntimeError(f"checkpoint {path} is unreadable or corrupt: {err}") from err
+    except transient as err:
+        raise RuntimeError(f"checkpoint {path} is unreadable or corrupt: it could not be read now "
+                           f"({type(err).__name__}: {err})") from err
+    except Exception as err:  # damaged bytes, whatever part of the reading noticed
+        raise CorruptCheckpoint(f"checkpoint {path} is unreadable or corrupt: {err}") from err
 
 
 def latest_checkpoint(folder: Path, map_location: str | torch.device = "cpu", max_step: int | None = None,
@@ -86,17 +110,29 @@ def latest_checkpoint(folder: Path, map_location: str | torch.device = "cpu", ma
 
 
 def set_aside_newer(folder: Path, step: int) -> list[Path]:
-    """Renames the checkpoints of ``folder`` newer than ``step`` to ``step-XXXXXXXX.pt.corrupt``.
+    """Renames the damaged checkpoints of ``folder`` newer than ``step`` (those :func:`verify_archive` rejects) to
+    ``step-XXXXXXXX.pt.corrupt`` (or ``.corrupt.N`` beside an earlier one of that name).
 
-    A run resumed from ``step`` skipped them as unreadable; left in place they would outrank the resumed run's
-    own checkpoints when the oldest are deleted, so its new saves would be deleted first. They are kept (renamed,
-    not deleted) for inspection. Returns the new paths."""
+    A run resumed from ``step`` skipped them; left in place they would outrank the resumed run's own checkpoints
+    when the oldest are deleted, so its new saves would be deleted first. They are kept (renamed, not deleted)
+    for inspection. A newer checkpoint that only failed to load this time (an I/O error) stays. Returns the new
+    paths."""
     moved = []
     for path in list_checkpoints(folder):
-        if int(_NAME.match(path.name).group(1)) > step:
-            target = path.with_name(path.name + ".corrupt")
-            os.replace(path, target)
-            moved.append(target)
+        if int(_NAME.match(path.name).group(1)) <= step:
+            continue
+        try:
+            verify_archive(path)
+            continue
+        except CorruptCheckpoint:
+            pass
+        except OSError:
+            continue
+        target, n = path.with_name(path.name + ".corrupt"), 1
+        while target.exists():
+            target, n = path.with_name(f"{path.name}.corrupt.{n}"), n + 1
+        os.replace(path, target)
+        moved.append(target)
     return moved
 
 

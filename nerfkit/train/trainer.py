@@ -187,7 +187,12 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     found = None
     if cfg.resume:
         found = latest_checkpoint(ckpt_dir, map_location=device, warn=world.is_main)
-        if found is None:
+        # (DDP) every rank resumes from the same checkpoint: the newest one all of them could read
+        step_found = int(found[1]["step"]) if found is not None else -1
+        agreed = -int(world.max(-float(step_found)))
+        if agreed != step_found and agreed >= 0:
+            found = latest_checkpoint(ckpt_dir, map_location=device, max_step=agreed, warn=False)
+        if found is None or agreed < 0:
             raise FileNotFoundError(f"--resume: no checkpoint found in {ckpt_dir}")
         if found[1]["config"].get("method") == cfg.method:  # (another method is refused below)
             cfg = dataclasses.replace(cfg, **{cfg.method: _unset_from_checkpoint(
@@ -213,7 +218,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
     data_generator.manual_seed(cfg.seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed + 1 + world.rank)
-    start_step, elapsed, lr_scale, bad_steps, overflow_steps, initial = 0, 0.0, 1.0, 0, 0, None
+    start_step, elapsed, lr_scale, bad_steps, overflow_steps, initial, initial_scaler = 0, 0.0, 1.0, 0, 0, None, {}
     guard = (0, 0)  # the divergence guard's (good_at, streak), see the training loop
 
     if world.is_main:
@@ -234,6 +239,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             print(f"resumed from {path} at step {start_step}")
     else:  # what the divergence guard falls back to before the first checkpoint
         initial = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        initial_scaler = scaler.state_dict()  # (AMP) fp16's starting loss scale comes back with it
     if world.is_main:
         (cfg.output / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         (cfg.output / "scene.json").write_text(json.dumps(scene.summary(), indent=2))
@@ -274,6 +280,8 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
         elif initial is not None and before > 0:
             module.load_state_dict(initial)
             optimizer.state.clear()
+            if initial_scaler:
+                scaler.load_state_dict(initial_scaler)
             restored, name = 0, "the initial state"
         else:
             raise DivergenceError(f"training diverged: {cfg.max_bad_steps} steps in a row had a non-finite loss or "
@@ -352,7 +360,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
                 if streak >= cfg.max_bad_steps:
                     lr_scale *= cfg.restore_lr_factor
                     good_at, streak = restore(good_at), 0
-            else:
+            elif not overflow:  # (an fp16 overflow changed nothing: neither a good step nor a bad one)
                 good_at, streak = done, 0
                 if hasattr(module, "next_batch_size"):  # (DDP) from the mean samples per rank: ranks agree
                     batch_size = module.next_batch_size(batch_size, {**losses, "n_samples": n_samples / world.size})
