@@ -346,15 +346,13 @@ def test_invisible_cells_near_plane_and_per_camera_intrinsics():
     assert marked(0.0, (narrow, narrow))[0, 0].all() and not marked(0.0, (narrow, narrow))[3:5, 3:5].any()
     assert not marked(0.0, (narrow, wide)).any()
     with_near = marked(2.5)
-    centres_z = -1 + (torch.arange(8) + 0.5) / 8 * 2
+    centres = -1 + (OccGridEstimator([-1.0, -1, -1, 1, 1, 1], 8).grid_coords.float() + 0.5) / 8 * 2
     radius = (3 * (2 / 8) ** 2) ** 0.5 / 2
-    before_a = (3 - centres_z) + radius < 2.5  # whole cell before A's near plane
-    assert before_a.any() and (~before_a).any()
-    # cells before A's near plane whose spheres project inside A's image: marked, also the central column B sees
-    assert with_near[2:6, 2:6][..., before_a].all()
-    assert with_near[3:5, 3:5][..., before_a].all()
-    # cells beyond A's near plane stay
-    assert not with_near[..., ~before_a].any()
+    # whole cell within A's near plane, a distance along its (unit-length) rays; all project inside A's image
+    too_near = ((centres - torch.tensor([0.0, 0, 3])).norm(dim=-1) + radius < 2.5).view(8, 8, 8)
+    assert 0 < int(too_near.sum()) < 100 and too_near[3:5, 3:5].any()  # incl. the central column B sees
+    assert not too_near[0, 0].any()  # off-axis cells at the same depth lie farther than the near plane
+    assert torch.equal(with_near, too_near)
 
 
 def test_bad_arguments_name_themselves():

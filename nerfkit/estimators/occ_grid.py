@@ -255,11 +255,13 @@ class OccGridEstimator(nn.Module):
         """Marks cells that no camera sees, or that lie in front of some camera's near plane, as invisible
         (``occs = -1``): they are never updated nor occupied. Meant to run once, before training.
 
-        A cell counts as seen when its bounding sphere reaches into some camera's image in front of
-        ``near_plane`` (a conservative test: no visible cell is ever marked). As in nerfacc, a cell is also
-        marked when it is too near to any camera: its whole bounding sphere projects inside that camera's image
-        but lies before its near plane, so that the camera's rays, which start at the near plane, could never
-        explain it (even if another camera sees it).
+        A cell counts as seen when its bounding sphere reaches into some camera's image beyond ``near_plane`` (a
+        conservative test: no visible cell is ever marked). As in nerfacc, a cell is also marked when it is too
+        near to any camera: its whole bounding sphere projects inside that camera's image but lies within
+        ``near_plane`` of it, so that the camera's rays, which start at the near plane, could never explain it
+        (even if another camera sees it). ``near_plane`` is a distance along the rays, whose directions nerfkit
+        normalises (nerfacc tests the depth along the camera axis instead, which also marks off-axis cells that
+        the camera's rays do reach).
 
         Args:
             K: ``(3, 3)`` or ``(n, 3, 3)`` intrinsics (pixels).
@@ -281,18 +283,19 @@ class OccGridEstimator(nn.Module):
                 idx = self.grid_indices[start:start + chunk]
                 centres = lo + (self._cell_coords(idx).to(torch.float32) + 0.5) / res * (hi - lo)
                 cam = torch.einsum("cij,cnj->cni", rot_t, centres[None] - c2w[:, None, :, 3])  # (n_cams, M, 3)
-                depth = cam[..., 2]
+                depth, distance = cam[..., 2], cam.norm(dim=-1)
                 uv = torch.einsum("cij,cnj->cni", K[:, :2, :3], cam) / depth.clamp_min(1e-9)[..., None]
-                # Margin: the projected radius of the cell's bounding sphere (generous for cells near the camera).
-                margin = K[:, None, 0, 0] * radius / depth.clamp_min(1e-9)
-                seen = ((depth + radius >= near_plane) & (depth > 0)
-                        & (uv[..., 0] >= -margin) & (uv[..., 0] <= width + margin)
-                        & (uv[..., 1] >= -margin) & (uv[..., 1] <= height + margin))
+                # Margins: the projected radius of the cell's bounding sphere (generous for cells near the camera).
+                margin_u = K[:, None, 0, 0] * radius / depth.clamp_min(1e-9)
+                margin_v = K[:, None, 1, 1] * radius / depth.clamp_min(1e-9)
+                seen = ((distance + radius >= near_plane) & (depth > 0)
+                        & (uv[..., 0] >= -margin_u) & (uv[..., 0] <= width + margin_u)
+                        & (uv[..., 1] >= -margin_v) & (uv[..., 1] <= height + margin_v))
                 # A cell straddling the camera plane is kept: its sphere contains points in front.
-                seen = seen | ((depth.abs() <= radius) & (depth + radius >= near_plane))
-                too_near = ((depth > radius) & (depth + radius < near_plane)
-                            & (uv[..., 0] >= margin) & (uv[..., 0] <= width - margin)
-                            & (uv[..., 1] >= margin) & (uv[..., 1] <= height - margin))
+                seen = seen | ((depth.abs() <= radius) & (distance + radius >= near_plane))
+                too_near = ((depth > radius) & (distance + radius < near_plane)
+                            & (uv[..., 0] >= margin_u) & (uv[..., 0] <= width - margin_u)
+                            & (uv[..., 1] >= margin_v) & (uv[..., 1] <= height - margin_v))
                 valid = seen.any(dim=0) & ~too_near.any(dim=0)
                 ids = lvl * self.cells_per_lvl + idx
                 self.occs[ids] = torch.where(valid, self.occs[ids].clamp_min(0.0),
