@@ -10,7 +10,9 @@ smoke runs, written to primitives_cpu_quick.json).
  2. packed render_weight_from_alpha    vs  a Python loop over rays with torch.cumprod of 1 - alpha per ray
  3. packed inclusive_sum, exclusive_sum  vs  a Python loop over rays with torch.cumsum per ray (two rows)
  4. packed exclusive_prod              vs  a Python loop over rays with torch.cumprod per ray
- 5. packed inclusive_prod              vs  a Python loop over rays with torch.cumprod per ray
+ 5. packed inclusive_prod              vs  a Python loop over rays with torch.cumprod per ray; exclusive_prod
+                                           also on image-like ray lengths (many short rays, a few long), with
+                                           its time in one padded block (as before 2026-12-01) recorded beside
  6. accumulate_along_rays (packed weights x rgb)  vs  a Python loop over rays summing each ray's slice
  7. rendering (packed, cheap analytic rgb_sigma_fn)  vs  the field on all samples, then a Python loop over rays:
                                            weights via torch.cumsum per ray, colour / opacity / depth sums
@@ -53,6 +55,7 @@ from nerfkit import (OccGridEstimator, PropNetEstimator, RayIntervals, RaySample
                      render_weight_from_alpha, render_weight_from_density, rendering, sample_pdf, searchsorted,
                      traverse_grids)
 from nerfkit.kernels import kernel_mode  # noqa: E402
+from nerfkit.render.pack import packed_to_padded  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 BOX = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
@@ -202,12 +205,18 @@ def bench_sums(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> 
 
 
 def bench_prods(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> list[dict]:
+    """exclusive_prod and inclusive_prod on the common layout; exclusive_prod also on an image-like one (many short
+    rays, a few long), where one padded (n_rays, longest ray) block would hold ~100x the samples: there its time
+    with that one block (what it did before 2026-12-01) is recorded too."""
     t_starts, _, packed_info, _ = packed_intervals(size["rays"], 128, gen)
-    x = 0.9 + 0.1 * torch.rand(t_starts.shape, generator=gen)
-    spans = packed_info.tolist()
-    n = x.numel()
+    short = torch.randint(0, 9, (8 * size["rays"],), generator=gen)
+    image_counts = torch.cat([short, torch.full((size["rays"] // 128,), 1024)])[torch.randperm(
+        8 * size["rays"] + size["rays"] // 128, generator=gen)]
+    image_info = torch.stack([torch.cumsum(image_counts, 0) - image_counts, image_counts], -1)
+    layouts = {"common": (packed_info, f"{size['rays']} rays x 0..128"),
+               "image": (image_info, f"{8 * size['rays']} rays x 0..8 + {size['rays'] // 128} x 1024")}
 
-    def naive(exclusive: bool):
+    def naive(x, spans, exclusive: bool):
         out = torch.ones_like(x)
         for start, count in spans:
             if exclusive and count > 1:
@@ -216,17 +225,31 @@ def bench_prods(size: dict, reps: int, naive_reps: int, gen: torch.Generator) ->
                 out[start:start + count] = torch.cumprod(x[start:start + count], 0)
         return out
 
+    def one_block(x, info):  # exclusive, in one padded block
+        rows, mask = packed_to_padded(x, info, fill=1.0)
+        return torch.cumprod(torch.cat([torch.ones_like(rows[:, :1]), rows[:, :-1]], 1), 1)[mask]
+
     rows = []
-    for name, fn, exclusive in (("exclusive_prod (packed)", exclusive_prod, True),
-                                ("inclusive_prod (packed)", inclusive_prod, False)):
-        a, b = fn(x, packed_info), naive(exclusive)
+    for layout, name, fn, exclusive in (("common", "exclusive_prod (packed)", exclusive_prod, True),
+                                        ("common", "inclusive_prod (packed)", inclusive_prod, False),
+                                        ("image", "exclusive_prod (packed, image-like)", exclusive_prod, True)):
+        info, text = layouts[layout]
+        n = int(info[:, 1].sum())
+        x = 0.9 + 0.1 * torch.rand(n, generator=gen)
+        spans = info.tolist()
+        a, b = fn(x, info), naive(x, spans, exclusive)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-        rows.append(_row(name, f"{size['rays']} rays x 0..128, {n:,} samples",
-                         bench(lambda: fn(x, packed_info), reps), bench(lambda: naive(exclusive), naive_reps), n,
-                         "Msamples/s", f"max|d|={max_diff(a, b):.1e}",
-                         {"max_abs_diff": max_diff(a, b), "n_rays": size["rays"], "n_samples": n},
-                         naive="Python loop over rays, torch.cumprod per ray" + (" (shifted by one)" if exclusive
-                                                                                 else "")))
+        extra = {"max_abs_diff": max_diff(a, b), "n_rays": info.shape[0], "n_samples": n}
+        if layout == "image":
+            torch.testing.assert_close(one_block(x, info), a, rtol=0, atol=0)
+            extra.update(one_block_ms=bench(lambda: one_block(x, info), max(1, reps // 3)) * 1e3,
+                         one_block_padded_over_samples=info.shape[0] * int(info[:, 1].max()) / n)
+        rows.append(_row(name, f"{text}, {n:,} samples",
+                         bench(lambda: fn(x, info), reps), bench(lambda: naive(x, spans, exclusive), naive_reps), n,
+                         "Msamples/s", f"max|d|={max_diff(a, b):.1e}" + (
+                             f"; one padded block: {extra['one_block_ms']:.1f} ms" if layout == "image" else ""),
+                         extra, naive="Python loop over rays, torch.cumprod per ray" + (" (shifted by one)"
+                                                                                       if exclusive else "")))
     return rows
 
 

@@ -194,6 +194,39 @@ def test_packed_sums_stay_exact_per_ray_over_many_large_samples():
     assert torch.autograd.gradcheck(lambda t: inclusive_sum(t, small), (v,))
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_packed_products_pad_little_when_a_few_rays_are_much_longer(monkeypatch, exclusive):
+    """One ray of 400 samples among 300 of 0-6 (as when rendering whole images): the products, and their gradients
+    (zeros included), equal each ray's own cumprod, and the padded blocks hold under 2x the samples (one block
+    would hold 301 x 400 = 60x them)."""
+    from nerfkit.render import scan
+
+    g = torch.Generator().manual_seed(7)
+    counts = torch.cat([torch.randint(0, 7, (150,), generator=g), torch.tensor([400]),
+                        torch.randint(0, 7, (150,), generator=g)])
+    n = int(counts.sum())
+    x = (0.5 + torch.rand(n, generator=g, dtype=torch.float64)).requires_grad_()
+    with torch.no_grad():
+        x[::37] = 0.0  # zeros, whose gradients a division-based product would get wrong
+    info = torch.stack([torch.cumsum(counts, 0) - counts, counts], -1)
+    padded = []
+    real = scan.packed_to_padded
+    monkeypatch.setattr(scan, "packed_to_padded", lambda v, i, fill: padded.append(real(v, i, fill)[1].numel())
+                        or real(v, i, fill))
+    fn = exclusive_prod if exclusive else inclusive_prod
+    out = fn(x, info)
+    assert sum(padded) < 2 * n
+    weights = torch.linspace(0.5, 1.5, n, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    for (start, count) in info.tolist():
+        seg = x[start:start + count].detach().clone().requires_grad_()
+        want = torch.cumprod(torch.cat([seg.new_ones(1), seg[:-1]])[:count] if exclusive else seg, 0)
+        torch.testing.assert_close(out[start:start + count], want)
+        if count:
+            (want_grad,) = torch.autograd.grad((want * weights[start:start + count]).sum(), seg)
+            torch.testing.assert_close(grad[start:start + count], want_grad)
+
+
 def test_exclusive_prod_gradient_is_exact_with_zeros():
     x = torch.tensor([[2.0, 0.0, 3.0, 4.0]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: exclusive_prod(v), (x,))
