@@ -129,15 +129,19 @@ def _spec_fields(spec: RayIntervals | RaySamples | Tensor) -> tuple[Tensor, Tens
     return spec.vals, spec.packed_info, spec.ray_indices
 
 
-def _upper_bound(key_rows: Tensor, key_counts: Tensor, query_rows: Tensor) -> Tensor:
+def _upper_bound(key_rows: Tensor, key_counts: Tensor, query_rows: Tensor, full_rows: bool = False) -> Tensor:
     """Per ray, the number of the first ``count - 1`` keys that are ``<= query``: ``(n_rays, m)`` in ``[0, count-1]``.
 
     The last key of each ray is left out of the search (as nerfacc does), so a query at or past it still falls in
-    the last interval.
+    the last interval. (Searching all ``count`` keys and capping at ``count - 1`` is the same, so rows without
+    padding (``full_rows``: every count is the row width) are searched as they are.)
     """
     last = (key_counts - 1).clamp_min(0)[:, None]
-    cols = torch.arange(key_rows.shape[1], device=key_rows.device)
-    search = torch.where(cols[None, :] < last, key_rows, torch.full_like(key_rows, float("inf")))
+    if full_rows:
+        search = key_rows
+    else:  # padding beyond each ray's keys must not be found
+        cols = torch.arange(key_rows.shape[1], device=key_rows.device)
+        search = torch.where(cols[None, :] < key_counts[:, None], key_rows, float("inf"))
     p = torch.searchsorted(search.contiguous(), query_rows.to(key_rows.dtype).contiguous(), right=True)
     return torch.minimum(p, last)
 
@@ -267,18 +271,22 @@ def importance_sampling(
     u = u_floor + (sid + bias) * u_step
 
     # Invert the piecewise-linear CDF: cdf[p0] <= u < cdf[p1].
-    p1 = _upper_bound(cdf_rows, counts_in, u)
+    p1 = _upper_bound(cdf_rows, counts_in, u, full_rows=edges_in.flat_idx is None)
     p0 = (p1 - 1).clamp_min(0)
     u_lo, u_hi = cdf_rows.gather(1, p0), cdf_rows.gather(1, p1)
     t_lo, t_hi = t_rows.gather(1, p0), t_rows.gather(1, p1)
     du = u_hi - u_lo
     flat = du < 1e-10
-    frac = (u - u_lo) / torch.where(flat, torch.ones_like(du), du)
-    samples = torch.where(flat, 0.5 * (t_lo + t_hi), t_lo + frac * (t_hi - t_lo))
+    frac = torch.where(flat, 0.5, (u - u_lo) / torch.where(flat, 1.0, du))
+    samples = torch.lerp(t_lo, t_hi, frac)
     samples = torch.minimum(torch.maximum(samples, t_min), t_max)  # guard against rounding at the ends
 
     # Edges: midpoints between samples, and half a spacing beyond the outer samples (clipped to the ray).
-    if n_max >= 2:
+    if not packed_out and n_max >= 2:  # every ray has n_max samples
+        first = torch.maximum(samples[:, :1] - 0.5 * (samples[:, 1:2] - samples[:, :1]), t_min)
+        end = torch.minimum(samples[:, -1:] + 0.5 * (samples[:, -1:] - samples[:, -2:-1]), t_max)
+        edges = torch.cat([first, 0.5 * (samples[:, 1:] + samples[:, :-1]), end], dim=1)
+    elif n_max >= 2:
         s_last = samples.gather(1, (n_per - 1).clamp_min(0)[:, None])
         s_prev = samples.gather(1, (n_per - 2).clamp_min(0)[:, None])
         several = n_per[:, None] >= 2
@@ -288,8 +296,9 @@ def importance_sampling(
         mids = 0.5 * (samples[:, 1:] + samples[:, :-1])
     else:
         first, end, mids = t_min, t_max, samples[:, :0]
-    edges = torch.cat([first, mids, torch.empty_like(first)], dim=1)  # (n_rays, n_max + 1)
-    edges = edges.scatter(1, n_per[:, None], end)
+    if packed_out or n_max < 2:
+        edges = torch.cat([first, mids, torch.empty_like(first)], dim=1)  # (n_rays, n_max + 1)
+        edges = edges.scatter(1, n_per[:, None], end)
 
     if not packed_out:
         lead = vals.shape[:-1] if edges_in.flat_idx is None else (n_rays,)
