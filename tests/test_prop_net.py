@@ -140,6 +140,24 @@ def test_importance_sampling_matches_a_float64_brute_force_inverse_cdf_on_random
         torch.testing.assert_close(out.vals[r], torch.tensor(want_edges, dtype=torch.float64), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("stratified", [False, True])
+def test_importance_sampling_of_one_interval_per_ray_matches_the_general_search(stratified):
+    """A single interval per ray (a proposal sampler's first level) skips the search: the same samples and edges as
+    the same rays given packed, which search."""
+    g = torch.Generator().manual_seed(12)
+    edges = torch.sort(torch.rand(32, 2, generator=g) * 4 + 1, dim=-1).values
+    cdfs = torch.sort(torch.rand(32, 2, generator=g), dim=-1).values
+    cdfs[5] = 0.3  # a flat CDF: samples at the interval's middle
+    packed = RayIntervals(vals=edges.reshape(-1), packed_info=torch.stack([torch.arange(32) * 2,
+                                                                          torch.full((32,), 2)], -1))
+    fast = importance_sampling(RayIntervals(vals=edges), cdfs, 7, stratified,
+                               generator=torch.Generator().manual_seed(3))
+    searched = importance_sampling(packed, cdfs.reshape(-1), 7, stratified, generator=torch.Generator().manual_seed(3))
+    for a, b in zip(fast, searched):
+        torch.testing.assert_close(a.vals, b.vals, rtol=0, atol=1e-6)
+    torch.testing.assert_close(fast[1].vals[5], torch.full((7,), float(edges[5].mean())))
+
+
 def test_importance_sampling_reproduces_nerfaccs_documented_example():
     intervals = RayIntervals(vals=torch.tensor([0.0, 1.0, 0.0, 1.0, 2.0]), packed_info=torch.tensor([[0, 2], [2, 3]]))
     out, samples = importance_sampling(intervals, torch.tensor([0.0, 0.5, 0.0, 0.5, 1.0]), 2)

@@ -271,10 +271,14 @@ def importance_sampling(
     u = u_floor + (sid + bias) * u_step
 
     # Invert the piecewise-linear CDF: cdf[p0] <= u < cdf[p1].
-    p1 = _upper_bound(cdf_rows, counts_in, u, full_rows=edges_in.flat_idx is None)
-    p0 = (p1 - 1).clamp_min(0)
-    u_lo, u_hi = cdf_rows.gather(1, p0), cdf_rows.gather(1, p1)
-    t_lo, t_hi = t_rows.gather(1, p0), t_rows.gather(1, p1)
+    if edges_in.flat_idx is None and t_rows.shape[1] == 2:  # one interval per ray (a proposal sampler's first
+        # level): the CDF is one line, every level falls in it
+        u_lo, u_hi, t_lo, t_hi = cdf_rows[:, :1], cdf_rows[:, 1:], t_rows[:, :1], t_rows[:, 1:]
+    else:
+        p1 = _upper_bound(cdf_rows, counts_in, u, full_rows=edges_in.flat_idx is None)
+        p0 = (p1 - 1).clamp_min(0)
+        u_lo, u_hi = cdf_rows.gather(1, p0), cdf_rows.gather(1, p1)
+        t_lo, t_hi = t_rows.gather(1, p0), t_rows.gather(1, p1)
     du = u_hi - u_lo
     flat = du < 1e-10
     frac = torch.where(flat, 0.5, (u - u_lo) / torch.where(flat, 1.0, du))
