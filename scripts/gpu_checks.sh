@@ -6,6 +6,7 @@
 #
 #   bash scripts/gpu_checks.sh essentials # FIRST: what issues 3 and 6 still need, shortened to fit one call (~9 min):
 #                                         # the CUDA tests, Triton vs torch, fp32/bf16/fp16, DDP's one-GPU record
+#   bash scripts/gpu_checks.sh memory     # issue 6: host and GPU memory along 10,000 steps of ngp (< 5 min)
 #   bash scripts/gpu_checks.sh nerfacc    # issue 3's optional interop: nerfacc 0.5.3 JIT-built there, its tests
 #   bash scripts/gpu_checks.sh kernels    # CUDA tests of the kernels and fields, Triton vs torch (kernels_gpu.py)
 #   bash scripts/gpu_checks.sh lego       # issue 4's GPU protocol: lego 800x800, 2 min of training, 50 test views
@@ -19,8 +20,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 part="${1:-}"
 case "$part" in  # a mistyped part costs nothing on the device machine
-    essentials|nerfacc|kernels|lego|training) ;;
-    *) echo "usage: bash scripts/gpu_checks.sh essentials|nerfacc|kernels|lego|training" >&2; exit 2 ;;
+    essentials|memory|nerfacc|kernels|lego|training) ;;
+    *) echo "usage: bash scripts/gpu_checks.sh essentials|memory|nerfacc|kernels|lego|training" >&2; exit 2 ;;
 esac
 OUT="${OUT:-$PWD/outputs/gpu_checks}"
 mkdir -p "$OUT"
@@ -102,6 +103,12 @@ case "$part" in
         step ddp 75 "$PY" benchmarks/train_ddp_scaling.py --device "$device" --method ngp --processes 1 2 4 8 \
             ${cap[@]+"${cap[@]}"} --steps "$((steps / 2))" --warmup "$((warm / 2 / every * every))" \
             --log-every "$every" --output "$OUT/train_ddp_scaling_${device}.json"
+        ;;
+    memory)
+        if [ "$device" = cpu ]; then args=(--steps 300 --warmup 100 --log-every 50)
+        else args=(--steps 10000 --warmup 1000 --log-every 100); fi
+        step memory 300 "$PY" benchmarks/memory_long_run.py --device "$device" "${args[@]}" \
+            --output "$OUT/memory_long_run_${device}.json"
         ;;
     nerfacc)
         # nerfacc 0.5.3 (carried as a wheel with rich and ninja) builds its CUDA code at first import (JIT, with
