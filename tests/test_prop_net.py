@@ -82,6 +82,44 @@ def test_searchsorted_packed_matches_brute_force_loop_with_absolute_indices():
     assert torch.equal(left2, ids_left) and torch.equal(right2, ids_right)
 
 
+@pytest.mark.parametrize("by_ray_indices", [False, True])
+def test_searchsorted_packed_with_a_few_long_rays_matches_brute_force(by_ray_indices, monkeypatch):
+    """Many short rays and two long ones (padded rows would hold ~60x the entries, so the values and keys are
+    sorted together instead), with ties, values outside the keys, rays of 0 and 1 keys, and (by ray_indices) the
+    values in shuffled order."""
+    g = torch.Generator().manual_seed(4)
+    key_counts = [0, 1] + torch.randint(0, 5, (120,), generator=g).tolist() + [300, 250]
+    query_counts = torch.randint(0, 4, (len(key_counts),), generator=g).tolist()
+    key_rows = [torch.sort(torch.randint(0, 16, (k,), generator=g).float() / 2).values for k in key_counts]
+    query_rows = [torch.randint(-2, 20, (q,), generator=g).float() / 2 for q in query_counts]
+    key_vals, key_info = _packed(key_rows)
+    query_vals, query_info = _packed(query_rows)
+    assert len(key_counts) * 300 > 20 * (len(key_vals) + len(query_vals))
+    from nerfkit.sampling import pdf
+
+    flat_results = []
+    real = pdf._searchsorted_flat
+    monkeypatch.setattr(pdf, "_searchsorted_flat", lambda *a: flat_results.append(real(*a)) or flat_results[-1])
+    expected_left, expected_right = [], []
+    for r, (k_row, q_row) in enumerate(zip(key_rows, query_rows)):
+        base = int(key_info[r, 0])
+        for v in q_row.tolist():
+            lo, hi = _brute_bracket(k_row.tolist(), v)
+            expected_left.append(base + lo)
+            expected_right.append(base + hi)
+    keys = RayIntervals(vals=key_vals, packed_info=key_info)
+    if by_ray_indices:
+        ray_of = torch.repeat_interleave(torch.arange(len(query_counts)), torch.tensor(query_counts))
+        shuffle = torch.randperm(len(query_vals), generator=g)
+        left, right = searchsorted(keys, RaySamples(vals=query_vals[shuffle], ray_indices=ray_of[shuffle]))
+        assert left.tolist() == torch.tensor(expected_left)[shuffle].tolist()
+        assert right.tolist() == torch.tensor(expected_right)[shuffle].tolist()
+    else:
+        left, right = searchsorted(keys, RaySamples(vals=query_vals, packed_info=query_info))
+        assert left.tolist() == expected_left and right.tolist() == expected_right
+    assert len(flat_results) == 1 and flat_results[0] is not None  # the path without padding answered
+
+
 def test_searchsorted_packed_query_into_batched_key_indexes_the_flattened_keys():
     keys = torch.tensor([[0.0, 1.0, 2.0], [10.0, 20.0, 30.0]])
     query = RaySamples(vals=torch.tensor([1.5, -1.0, 25.0, 30.0]), packed_info=torch.tensor([[0, 2], [2, 2]]))

@@ -174,6 +174,11 @@ def searchsorted(
     """
     k_vals, k_info, k_rid = _spec_fields(sorted_sequence)
     q_vals, q_info, q_rid = _spec_fields(values)
+    if k_vals.ndim == 1 and q_vals.ndim == 1 and (k_info is not None or k_rid is not None) \
+            and (q_info is not None or q_rid is not None):
+        flat = _searchsorted_flat(k_vals, k_info, k_rid, q_vals, q_info, q_rid)
+        if flat is not None:
+            return flat
     key = _as_rows(k_vals, k_info, k_rid)
     n_rays = key.rows.shape[0]
     query = _as_rows(q_vals, q_info, q_rid, n_rays=n_rays)
@@ -198,6 +203,61 @@ def searchsorted(
     ids_left[dest] = left_abs[mask]
     ids_right[dest] = right_abs[mask]
     return ids_left, ids_right
+
+
+def _ray_layout(n: int, info: Tensor | None, rid: Tensor | None, n_rays: int | None,
+                device: torch.device) -> tuple[Tensor, Tensor]:
+    """``ray_of (n,)`` and ``counts (n_rays,)`` of a packed layout given by ``packed_info`` or ``ray_indices``."""
+    if info is not None:
+        counts = info[:, 1].long()
+        return torch.repeat_interleave(torch.arange(counts.shape[0], device=device), counts, output_size=n), counts
+    rid = rid.long()
+    return rid, torch.bincount(rid, minlength=n_rays if n_rays is not None else 0)
+
+
+def _searchsorted_flat(k_vals: Tensor, k_info: Tensor | None, k_rid: Tensor | None, q_vals: Tensor,
+                       q_info: Tensor | None, q_rid: Tensor | None) -> tuple[Tensor, Tensor] | None:
+    """:func:`searchsorted` of packed values in packed keys without padding, or ``None`` where the padded rows
+    would hold at most twice the entries (they are faster then).
+
+    All keys and values are sorted together by (ray, value, keys before values), so that the keys before each
+    value in that order, less those of earlier rays, are its ray's keys ``<=`` it. The padded rows took
+    ``(n_rays, longest ray)`` entries: 3.7 GB and 5.9 s for 0.4M keys and values when 64 of 65,600 rays had 1024
+    (a 2-core CPU)."""
+    device = k_vals.device
+    for info in (k_info, q_info):
+        if info is not None and bool((info[:, 0] != torch.cumsum(info[:, 1], 0) - info[:, 1]).any()):
+            return None  # not laid out ray after ray: the padded path handles any layout
+    n_rays = k_info.shape[0] if k_info is not None else (q_info.shape[0] if q_info is not None else None)
+    k_ray, k_counts = _ray_layout(k_vals.shape[0], k_info, k_rid, n_rays, device)
+    n_rays = k_counts.shape[0] if n_rays is None else n_rays
+    q_ray, q_counts = _ray_layout(q_vals.shape[0], q_info, q_rid, n_rays, device)
+    if q_counts.shape[0] != n_rays:
+        return None  # (the padded path explains the mismatch)
+    widest = max(int(k_counts.max()) if n_rays else 0, int(q_counts.max()) if q_counts.numel() else 0)
+    if n_rays * widest <= 2 * (k_vals.shape[0] + q_vals.shape[0]):
+        return None
+    if k_rid is not None and k_info is None and k_ray.numel() > 1 and bool((k_ray[1:] < k_ray[:-1]).any()):
+        return None  # keys not grouped by ray
+    n_k = k_vals.shape[0]
+    vals = torch.cat([k_vals, q_vals.to(k_vals.dtype)])
+    ray = torch.cat([k_ray, q_ray])
+    is_query = torch.cat([torch.zeros(n_k, dtype=torch.bool, device=device),
+                          torch.ones(q_vals.shape[0], dtype=torch.bool, device=device)])
+    order = torch.argsort(is_query.to(torch.int8), stable=True)  # keys first among equal values ...
+    order = order[torch.argsort(vals[order], stable=True)]  # ... by value ...
+    order = order[torch.argsort(ray[order], stable=True)]  # ... within each ray
+    keys_before = torch.cumsum((~is_query[order]).long(), 0)  # keys up to each position, of every ray so far
+    k_start = torch.cumsum(k_counts, 0) - k_counts
+    q_sorted = order[is_query[order]] - n_k  # the values in sorted order
+    pos = torch.empty(q_vals.shape[0], dtype=torch.long, device=device)
+    pos[q_sorted] = keys_before[is_query[order]]
+    rays_q = q_ray
+    at_most = pos - k_start[rays_q]  # this ray's keys <= the value
+    last = (k_counts[rays_q] - 1).clamp_min(0)
+    right = torch.minimum(at_most, last)
+    left = (right - 1).clamp_min(0)
+    return k_start[rays_q] + left, k_start[rays_q] + right
 
 
 @torch.no_grad()
