@@ -260,6 +260,95 @@ def _searchsorted_flat(k_vals: Tensor, k_info: Tensor | None, k_rid: Tensor | No
     return k_start[rays_q] + left, k_start[rays_q] + right
 
 
+def _invert_cdf_rows(t_rows: Tensor, cdf_rows: Tensor, counts_in: Tensor, n_per: Tensor, n_max: int,
+                     packed_out: bool, stratified: bool, generator: torch.Generator | None,
+                     full_rows: bool) -> tuple[Tensor, Tensor]:
+    """The core of :func:`importance_sampling` on padded rows: ``samples (n_rays, n_max)`` and ``edges (n_rays,
+    n_max + 1)`` of each ray (its first ``n_per`` samples and ``n_per + 1`` edges count)."""
+    n_rays, device, dtype = t_rows.shape[0], t_rows.device, t_rows.dtype
+    # The CDF levels u (n_rays, n_max).
+    last = (counts_in - 1).clamp_min(0)[:, None]
+    t_min, t_max = t_rows[:, :1], t_rows.gather(1, last)
+    u_floor, u_ceil = cdf_rows[:, :1], cdf_rows.gather(1, last)
+    u_step = (u_ceil - u_floor) / n_per.clamp_min(1)[:, None].to(dtype)
+    if stratified:
+        bias = torch.rand((n_rays, 1), device=device, dtype=dtype, generator=generator)
+    else:
+        bias = torch.full((n_rays, 1), 0.5, device=device, dtype=dtype)
+    sid = torch.arange(n_max, device=device, dtype=dtype)[None, :]
+    u = u_floor + (sid + bias) * u_step
+
+    # Invert the piecewise-linear CDF: cdf[p0] <= u < cdf[p1].
+    if full_rows and t_rows.shape[1] == 2:  # one interval per ray (a proposal sampler's first
+        # level): the CDF is one line, every level falls in it
+        u_lo, u_hi, t_lo, t_hi = cdf_rows[:, :1], cdf_rows[:, 1:], t_rows[:, :1], t_rows[:, 1:]
+    else:
+        p1 = _upper_bound(cdf_rows, counts_in, u, full_rows=full_rows)
+        p0 = (p1 - 1).clamp_min(0)
+        u_lo, u_hi = cdf_rows.gather(1, p0), cdf_rows.gather(1, p1)
+        t_lo, t_hi = t_rows.gather(1, p0), t_rows.gather(1, p1)
+    du = u_hi - u_lo
+    flat = du < 1e-10
+    frac = torch.where(flat, 0.5, (u - u_lo) / torch.where(flat, 1.0, du))
+    samples = torch.lerp(t_lo, t_hi, frac)
+    samples = torch.minimum(torch.maximum(samples, t_min), t_max)  # guard against rounding at the ends
+
+    # Edges: midpoints between samples, and half a spacing beyond the outer samples (clipped to the ray).
+    if not packed_out and n_max >= 2:  # every ray has n_max samples
+        first = torch.maximum(samples[:, :1] - 0.5 * (samples[:, 1:2] - samples[:, :1]), t_min)
+        end = torch.minimum(samples[:, -1:] + 0.5 * (samples[:, -1:] - samples[:, -2:-1]), t_max)
+        edges = torch.cat([first, 0.5 * (samples[:, 1:] + samples[:, :-1]), end], dim=1)
+    elif n_max >= 2:
+        s_last = samples.gather(1, (n_per - 1).clamp_min(0)[:, None])
+        s_prev = samples.gather(1, (n_per - 2).clamp_min(0)[:, None])
+        several = n_per[:, None] >= 2
+        first = torch.where(several, torch.maximum(samples[:, :1] - 0.5 * (samples[:, 1:2] - samples[:, :1]), t_min),
+                            t_min)
+        end = torch.where(several, torch.minimum(s_last + 0.5 * (s_last - s_prev), t_max), t_max)
+        mids = 0.5 * (samples[:, 1:] + samples[:, :-1])
+    else:
+        first, end, mids = t_min, t_max, samples[:, :0]
+    if packed_out or n_max < 2:
+        edges = torch.cat([first, mids, torch.empty_like(first)], dim=1)  # (n_rays, n_max + 1)
+        edges = edges.scatter(1, n_per[:, None], end)
+
+    return samples, edges
+
+
+def _length_classes(vals: Tensor, packed_info: Tensor | None, ray_indices: Tensor | None
+                    ) -> tuple[int, list[tuple[Tensor, Tensor, Tensor]]] | None:
+    """For packed ``vals`` laid out ray after ray whose padded rows ``(n_rays, longest ray)`` would hold more than
+    twice the entries: ``n_rays`` and, per power-of-two class of ray lengths, ``(rays, flat_idx (k, width),
+    counts (k,))`` (each class padded to its own longest ray: under 2x the entries in all). Otherwise ``None``
+    (one padded block). Rendering whole images gives such layouts: most rays short, a few long."""
+    if vals.ndim != 1 or (packed_info is None and ray_indices is None) or vals.shape[0] == 0:
+        return None
+    device = vals.device
+    if packed_info is not None:
+        counts = packed_info[:, 1].long()
+        starts = packed_info[:, 0].long()
+        if bool((starts != torch.cumsum(counts, 0) - counts).any()):
+            return None
+    else:
+        rid = ray_indices.long()
+        if rid.numel() > 1 and bool((rid[1:] < rid[:-1]).any()):
+            return None
+        counts = torch.bincount(rid)
+        starts = torch.cumsum(counts, 0) - counts
+    n_rays = counts.shape[0]
+    if n_rays * int(counts.max()) <= 2 * vals.shape[0]:
+        return None
+    classes = torch.ceil(torch.log2(counts.clamp_min(1).double())).long()
+    groups = []
+    for c in torch.unique(classes).tolist():
+        rays = torch.nonzero(classes == c)[:, 0]
+        sub_counts = counts.index_select(0, rays)
+        width = max(int(sub_counts.max()), 1)
+        flat_idx = starts.index_select(0, rays)[:, None] + torch.arange(width, device=device)
+        groups.append((rays, flat_idx, sub_counts))
+    return n_rays, groups
+
+
 @torch.no_grad()
 def importance_sampling(
     intervals: RayIntervals,
@@ -299,12 +388,13 @@ def importance_sampling(
     vals = intervals.vals
     if cdfs.shape != vals.shape:
         raise ValueError(f"cdfs {tuple(cdfs.shape)} must be shaped like intervals.vals {tuple(vals.shape)}")
-    edges_in = _as_rows(vals, intervals.packed_info, intervals.ray_indices)
-    cdf_rows = (cdfs.reshape(edges_in.rows.shape) if edges_in.flat_idx is None
-                else _as_rows(cdfs, intervals.packed_info, intervals.ray_indices).rows)
-    cdf_rows = cdf_rows.to(edges_in.rows.dtype)
-    t_rows, counts_in = edges_in.rows, edges_in.counts
-    n_rays, device, dtype = t_rows.shape[0], t_rows.device, t_rows.dtype
+    classes = _length_classes(vals, intervals.packed_info, intervals.ray_indices)
+    if classes is None:
+        edges_in = _as_rows(vals, intervals.packed_info, intervals.ray_indices)
+        n_rays, full_rows = edges_in.rows.shape[0], edges_in.flat_idx is None
+    else:
+        n_rays, full_rows = classes[0], False
+    device, dtype = vals.device, vals.dtype
 
     packed_out = isinstance(n_intervals_per_ray, Tensor)
     if packed_out:
@@ -318,54 +408,22 @@ def importance_sampling(
             raise ValueError(f"n_intervals_per_ray must be >= 1, got {n_intervals_per_ray}")
         n_per = torch.full((n_rays,), n_max, dtype=torch.long, device=device)
 
-    # The CDF levels u (n_rays, n_max).
-    last = (counts_in - 1).clamp_min(0)[:, None]
-    t_min, t_max = t_rows[:, :1], t_rows.gather(1, last)
-    u_floor, u_ceil = cdf_rows[:, :1], cdf_rows.gather(1, last)
-    u_step = (u_ceil - u_floor) / n_per.clamp_min(1)[:, None].to(dtype)
-    if stratified:
-        bias = torch.rand((n_rays, 1), device=device, dtype=dtype, generator=generator)
-    else:
-        bias = torch.full((n_rays, 1), 0.5, device=device, dtype=dtype)
-    sid = torch.arange(n_max, device=device, dtype=dtype)[None, :]
-    u = u_floor + (sid + bias) * u_step
-
-    # Invert the piecewise-linear CDF: cdf[p0] <= u < cdf[p1].
-    if edges_in.flat_idx is None and t_rows.shape[1] == 2:  # one interval per ray (a proposal sampler's first
-        # level): the CDF is one line, every level falls in it
-        u_lo, u_hi, t_lo, t_hi = cdf_rows[:, :1], cdf_rows[:, 1:], t_rows[:, :1], t_rows[:, 1:]
-    else:
-        p1 = _upper_bound(cdf_rows, counts_in, u, full_rows=edges_in.flat_idx is None)
-        p0 = (p1 - 1).clamp_min(0)
-        u_lo, u_hi = cdf_rows.gather(1, p0), cdf_rows.gather(1, p1)
-        t_lo, t_hi = t_rows.gather(1, p0), t_rows.gather(1, p1)
-    du = u_hi - u_lo
-    flat = du < 1e-10
-    frac = torch.where(flat, 0.5, (u - u_lo) / torch.where(flat, 1.0, du))
-    samples = torch.lerp(t_lo, t_hi, frac)
-    samples = torch.minimum(torch.maximum(samples, t_min), t_max)  # guard against rounding at the ends
-
-    # Edges: midpoints between samples, and half a spacing beyond the outer samples (clipped to the ray).
-    if not packed_out and n_max >= 2:  # every ray has n_max samples
-        first = torch.maximum(samples[:, :1] - 0.5 * (samples[:, 1:2] - samples[:, :1]), t_min)
-        end = torch.minimum(samples[:, -1:] + 0.5 * (samples[:, -1:] - samples[:, -2:-1]), t_max)
-        edges = torch.cat([first, 0.5 * (samples[:, 1:] + samples[:, :-1]), end], dim=1)
-    elif n_max >= 2:
-        s_last = samples.gather(1, (n_per - 1).clamp_min(0)[:, None])
-        s_prev = samples.gather(1, (n_per - 2).clamp_min(0)[:, None])
-        several = n_per[:, None] >= 2
-        first = torch.where(several, torch.maximum(samples[:, :1] - 0.5 * (samples[:, 1:2] - samples[:, :1]), t_min),
-                            t_min)
-        end = torch.where(several, torch.minimum(s_last + 0.5 * (s_last - s_prev), t_max), t_max)
-        mids = 0.5 * (samples[:, 1:] + samples[:, :-1])
-    else:
-        first, end, mids = t_min, t_max, samples[:, :0]
-    if packed_out or n_max < 2:
-        edges = torch.cat([first, mids, torch.empty_like(first)], dim=1)  # (n_rays, n_max + 1)
-        edges = edges.scatter(1, n_per[:, None], end)
+    if classes is None:
+        cdf_rows = (cdfs.reshape(edges_in.rows.shape) if full_rows
+                    else _as_rows(cdfs, intervals.packed_info, intervals.ray_indices).rows)
+        samples, edges = _invert_cdf_rows(edges_in.rows, cdf_rows.to(dtype), edges_in.counts, n_per, n_max,
+                                          packed_out, stratified, generator, full_rows)
+    else:  # rays grouped by length, each group padded only to its own longest ray
+        samples = vals.new_empty((n_rays, n_max))
+        edges = vals.new_empty((n_rays, n_max + 1))
+        for rays, flat_idx, counts in classes[1]:
+            rows_idx = flat_idx.clamp(0, vals.shape[0] - 1)
+            s_rows, e_rows = _invert_cdf_rows(vals[rows_idx], cdfs[rows_idx].to(dtype), counts, n_per[rays], n_max,
+                                              packed_out, stratified, generator, False)
+            samples[rays], edges[rays] = s_rows, e_rows
 
     if not packed_out:
-        lead = vals.shape[:-1] if edges_in.flat_idx is None else (n_rays,)
+        lead = vals.shape[:-1] if full_rows else (n_rays,)
         return (RayIntervals(vals=edges.reshape(*lead, n_max + 1)),
                 RaySamples(vals=samples.reshape(*lead, n_max)))
 
