@@ -27,6 +27,8 @@ smoke runs, written to primitives_cpu_quick.json).
 13. importance_sampling (batched)      vs  sample_pdf (timing; different padding of the pdf); its samples and
                                            edges are checked against a float64 brute-force inverse CDF per ray
                                            (torch.searchsorted + linear interpolation) at the same CDF levels
+    searchsorted and importance_sampling of packed input with image-like ray lengths  vs  the same functions
+                                           with one padded (n_rays, longest ray) block (as before 2026-12-01)
 14. PropNetEstimator.sampling (two analytic density-bump proposal functions, deterministic)  vs  the same
                                            scheme written batched by hand: per level the intervals, transmittance
                                            via torch.cumsum/exp, and a torch.searchsorted inverse CDF
@@ -600,6 +602,52 @@ def _inverse_cdf_f64(edges: torch.Tensor, cdfs: torch.Tensor, n_out: int) -> tup
     return torch.stack(samples), torch.stack(out_edges)
 
 
+def bench_image_like_pdf(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> list[dict]:
+    """searchsorted and importance_sampling of packed input with image-like ray lengths (many short rays, a few
+    long): against the same functions with one padded (n_rays, longest ray) block, as they worked before
+    2026-12-01 (the grouping switched off), results compared exactly."""
+    from nerfkit.sampling import pdf
+
+    n_short, n_long = 2 * size["rays"], max(size["rays"] // 512, 2)
+    counts = torch.cat([torch.randint(2, 9, (n_short,), generator=gen), torch.full((n_long,), 1024)])
+    counts = counts[torch.randperm(counts.shape[0], generator=gen)]
+    n = int(counts.sum())
+    info = torch.stack([torch.cumsum(counts, 0) - counts, counts], -1)
+    ray_of = torch.repeat_interleave(torch.arange(counts.shape[0]), counts)
+
+    def sorted_per_ray(x):
+        return x[torch.argsort(ray_of.double() * 4 + x.double())]
+
+    keys = RayIntervals(vals=sorted_per_ray(torch.rand(n, generator=gen) * 3), packed_info=info)
+    cdfs = sorted_per_ray(torch.rand(n, generator=gen))
+    queries = RaySamples(vals=torch.rand(n, generator=gen) * 3.2 - 0.1, packed_info=info)
+    calls = {"searchsorted (packed, image-like)": lambda: searchsorted(keys, queries),
+             "importance_sampling (packed, image-like)": lambda: importance_sampling(keys, cdfs, 16)}
+    grouped_fns = (pdf._searchsorted_flat, pdf._length_classes)
+    rows = []
+    for name, call in calls.items():
+        ours = call()
+        pdf._searchsorted_flat, pdf._length_classes = (lambda *a: None), (lambda *a: None)
+        try:
+            one_block = call()
+            t_block = bench(call, naive_reps)
+        finally:
+            pdf._searchsorted_flat, pdf._length_classes = grouped_fns
+        if name.startswith("searchsorted"):
+            agree = all(torch.equal(a, b) for a, b in zip(ours, one_block))
+            diff = 0.0 if agree else float("nan")
+        else:
+            diff = max(max_diff(ours[0].vals, one_block[0].vals), max_diff(ours[1].vals, one_block[1].vals))
+            agree = diff == 0.0
+        assert agree, (name, diff)
+        rows.append(_row(name, f"{n_short} rays x 2..8 + {n_long} x 1024 keys, {n:,} entries", bench(call, reps),
+                         t_block, n, "Mentries/s", "identical to one padded block", {
+                             "n_rays": counts.shape[0], "n_entries": n,
+                             "one_block_padded_over_entries": counts.shape[0] * 1024 / n},
+                         naive="the same function with one padded (n_rays, longest ray) block (before 2026-12-01)"))
+    return rows
+
+
 def bench_importance(size: dict, reps: int, naive_reps: int, gen: torch.Generator) -> dict:
     n_rays, n_in, n_out = size["pdf_rays"], 64, 128
     edges = torch.linspace(NEAR, FAR, n_in + 1).expand(n_rays, -1).contiguous()
@@ -727,7 +775,7 @@ def main() -> None:
     wall_start = time.perf_counter()
     for fn in (bench_weights, bench_weight_from_alpha, bench_sums, bench_prods,
                bench_accumulate, bench_rendering, bench_distortion, bench_aabb, bench_traverse, bench_occgrid,
-               bench_searchsorted, bench_importance, bench_propnet):
+               bench_searchsorted, bench_importance, bench_image_like_pdf, bench_propnet):
         gen = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
         out = fn(size, args.repeats, args.naive_repeats, gen)
