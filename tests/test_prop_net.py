@@ -58,6 +58,18 @@ def test_searchsorted_batched_matches_brute_force_loop_including_ties_and_out_of
     assert torch.equal(left2, ids_left) and torch.equal(right2, ids_right)
 
 
+def _brute_packed_brackets(key_rows, query_rows, key_info) -> tuple[list[int], list[int]]:
+    """Expected absolute ``(ids_left, ids_right)`` of packed queries in packed keys, by the per-ray loop."""
+    left, right = [], []
+    for r, (k_row, q_row) in enumerate(zip(key_rows, query_rows)):
+        base = int(key_info[r, 0])
+        for v in q_row.tolist():
+            lo, hi = _brute_bracket(k_row.tolist(), v)
+            left.append(base + lo)
+            right.append(base + hi)
+    return left, right
+
+
 def test_searchsorted_packed_matches_brute_force_loop_with_absolute_indices():
     g = torch.Generator().manual_seed(1)
     key_counts, query_counts = [5, 1, 8, 3, 2], [4, 2, 0, 6, 3]
@@ -67,13 +79,7 @@ def test_searchsorted_packed_matches_brute_force_loop_with_absolute_indices():
     query_vals, query_info = _packed(query_rows)
     ids_left, ids_right = searchsorted(RayIntervals(vals=key_vals, packed_info=key_info),
                                        RaySamples(vals=query_vals, packed_info=query_info))
-    expected_left, expected_right = [], []
-    for r, (k_row, q_row) in enumerate(zip(key_rows, query_rows)):
-        base = int(key_info[r, 0])
-        for v in q_row.tolist():
-            lo, hi = _brute_bracket(k_row.tolist(), v)
-            expected_left.append(base + lo)
-            expected_right.append(base + hi)
+    expected_left, expected_right = _brute_packed_brackets(key_rows, query_rows, key_info)
     assert ids_left.tolist() == expected_left and ids_right.tolist() == expected_right
     # Describing the packed query by ray_indices alone gives the same answer.
     ray_indices = torch.repeat_interleave(torch.arange(5), torch.tensor(query_counts))
@@ -100,13 +106,7 @@ def test_searchsorted_packed_with_a_few_long_rays_matches_brute_force(by_ray_ind
     flat_results = []
     real = pdf._searchsorted_flat
     monkeypatch.setattr(pdf, "_searchsorted_flat", lambda *a: flat_results.append(real(*a)) or flat_results[-1])
-    expected_left, expected_right = [], []
-    for r, (k_row, q_row) in enumerate(zip(key_rows, query_rows)):
-        base = int(key_info[r, 0])
-        for v in q_row.tolist():
-            lo, hi = _brute_bracket(k_row.tolist(), v)
-            expected_left.append(base + lo)
-            expected_right.append(base + hi)
+    expected_left, expected_right = _brute_packed_brackets(key_rows, query_rows, key_info)
     keys = RayIntervals(vals=key_vals, packed_info=key_info)
     if by_ray_indices:
         ray_of = torch.repeat_interleave(torch.arange(len(query_counts)), torch.tensor(query_counts))
