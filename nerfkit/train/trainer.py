@@ -255,8 +255,7 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             path = save_checkpoint(ckpt_dir, step, {
                 "version": 2, "step": step, "elapsed": elapsed, "batch_size": batch_size, "lr_scale": lr_scale,
                 "bad_steps": bad_steps, "overflow_steps": overflow_steps, "good_at": good_at, "streak": streak,
-                "world_size": world.size,
-                "config": to_dict(cfg),
+                "world_size": world.size, "config": to_dict(cfg),
                 "model": module.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "rng": rng, "scene": scene.summary()},
                 cfg.keep_checkpoints)
@@ -285,8 +284,8 @@ def _train(cfg: TrainConfig, world: World) -> TrainResult:
             restored, name = 0, "the initial state"
         else:
             raise DivergenceError(f"training diverged: {cfg.max_bad_steps} steps in a row had a non-finite loss or "
-                               f"gradients (from step {before + 1}), and no checkpoint from before step {before} is "
-                               "left to restore (keep more with --keep-checkpoints, or lower --lr)")
+                                  f"gradients (from step {before + 1}), and no checkpoint from before step {before} "
+                                  "is left to restore (keep more with --keep-checkpoints, or lower --lr)")
         log.write({"step": done, "restored": name, "restored_step": restored, "lr_scale": lr_scale})
         if world.is_main:
             tqdm.write(f"step {done}: {cfg.max_bad_steps} bad steps in a row; restored {name} (step {restored}), "
