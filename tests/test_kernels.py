@@ -87,6 +87,24 @@ def reference(monkeypatch, fn, *args, **kwargs):
 
 
 @pytest.mark.parametrize("name", list(SCANS))
+def test_packed_scans_with_rays_listed_out_of_order_match_reference(monkeypatch, name):
+    """packed_info whose rays are not listed one slice after another: kernel and reference both leave each
+    sample's result at its own index."""
+    monkeypatch.setenv(kernels.ENV_VAR, "triton")
+    g = torch.Generator().manual_seed(7 + list(SCANS).index(name))
+    info, _ = packing(COUNTS)
+    op = name.split("_")[1]
+    x = scan_inputs(op, info, g)
+    shuffled = info[torch.randperm(info.shape[0], generator=g).to(DEVICE)]
+    gout = torch.randn(x.shape, generator=g).to(DEVICE)
+    got = value_and_grads(lambda v: SCANS[name](v, shuffled), [x], [gout])
+    want = reference(monkeypatch, value_and_grads, lambda v: SCANS[name](v, shuffled), [x], [gout])
+    in_order = reference(monkeypatch, value_and_grads, lambda v: SCANS[name](v, info), [x], [gout])
+    assert_all_close(got[0] + got[1], want[0] + want[1])
+    assert_all_close(want[0] + want[1], in_order[0] + in_order[1])
+
+
+@pytest.mark.parametrize("name", list(SCANS))
 @pytest.mark.parametrize("block", [None, 1, 4, 16])
 def test_packed_scans_match_reference(monkeypatch, name, block):
     """block None: the public function with NERFKIT_KERNELS=triton; else the kernel wrapper at that block size."""

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import use_triton
-from .pack import pack_info, packed_to_padded, padded_to_packed
+from .pack import pack_info, packed_to_padded
 
 __all__ = ["inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod"]
 
@@ -38,7 +38,14 @@ def _scan(inputs: Tensor, packed_info: Tensor | None, indices: Tensor | None, op
             return _packed_sum(inputs, packed_info, segments, exclusive)
         if op == "prod":
             return _packed_prod(inputs, packed_info.long(), exclusive)
+        if inputs.shape[0] == 0 or packed_info.shape[0] == 0:
+            return inputs * 0.0
+        # sums over a layout that is not ray after ray: one padded block, each sample back at its own index
         rows, mask = packed_to_padded(inputs, packed_info, fill=0.0)
+        cols = torch.arange(rows.shape[1], device=inputs.device)
+        out = torch.cumsum(rows, dim=-1)
+        out = out - rows if exclusive else out
+        return _at_positions((packed_info[:, :1].long() + cols)[mask], out[mask], inputs.shape[0], 0.0)
     if op == "sum":
         out = torch.cumsum(rows, dim=-1)
         if exclusive:
@@ -47,7 +54,7 @@ def _scan(inputs: Tensor, packed_info: Tensor | None, indices: Tensor | None, op
         if exclusive:
             rows = torch.cat([torch.ones_like(rows[..., :1]), rows[..., :-1]], dim=-1)
         out = torch.cumprod(rows, dim=-1)
-    return out if packed_info is None else padded_to_packed(out, mask)
+    return out
 
 
 def _contiguous_segments(packed_info: Tensor, n: int) -> Tensor | None:
@@ -78,41 +85,40 @@ def _packed_prod(inputs: Tensor, packed_info: Tensor, exclusive: bool) -> Tensor
     whole images, where a few rays are much longer than the rest: up to 25x), rays are grouped by length into
     power-of-two classes, each padded only to its own longest ray, so the blocks hold under 2x the samples.
     (Lego-like images on a 2-core CPU: 567 -> 18 ms; where one block suffices it is used: grouping cost 2x.)"""
-    n = inputs.shape[0]
-    counts = packed_info[:, 1]
+    n, counts = inputs.shape[0], packed_info[:, 1]
     if n == 0:
         return inputs * 1.0  # (empty, in the graph)
+    if packed_info.shape[0] == 0:
+        return torch.ones_like(inputs)
     if packed_info.shape[0] * int(counts.max()) <= 2 * n:
-        rows, mask = packed_to_padded(inputs, packed_info, fill=1.0)
+        groups = [torch.arange(packed_info.shape[0], device=inputs.device)]
+    else:
+        live = torch.nonzero(counts > 0)[:, 0]
+        classes = torch.ceil(torch.log2(counts.index_select(0, live).double())).long()  # 1 -> 0, 2 -> 1, 3..4 -> 2
+        order = torch.argsort(classes, stable=True)
+        live, bounds = live[order], torch.cumsum(torch.bincount(classes), 0).tolist()
+        groups = [live[begin:end] for begin, end in zip([0] + bounds[:-1], bounds) if end > begin]
+    positions, values = [], []
+    for rays in groups:
+        info = packed_info.index_select(0, rays)
+        rows, mask = packed_to_padded(inputs, info, fill=1.0)
         if exclusive:
             rows = torch.cat([torch.ones_like(rows[:, :1]), rows[:, :-1]], dim=1)
-        return padded_to_packed(torch.cumprod(rows, dim=1), mask)
-    live = torch.nonzero(counts > 0)[:, 0]
-    classes = torch.ceil(torch.log2(counts.index_select(0, live).double())).long()  # 1 -> 0, 2 -> 1, 3..4 -> 2
-    order = torch.argsort(classes, stable=True)
-    live, classes = live[order], classes[order]
-    bounds = torch.cumsum(torch.bincount(classes), 0).tolist()
-    flat_parts, value_parts, begin = [], [], 0
-    for end in bounds:
-        if end == begin:
-            continue
-        rays = live[begin:end]
-        rows, mask = packed_to_padded(inputs, packed_info.index_select(0, rays), fill=1.0)
-        if exclusive:
-            rows = torch.cat([torch.ones_like(rows[:, :1]), rows[:, :-1]], dim=1)
-        cols = torch.arange(rows.shape[1], device=inputs.device)
-        flat_parts.append((packed_info.index_select(0, rays)[:, :1] + cols)[mask])
-        value_parts.append(torch.cumprod(rows, dim=1)[mask])
-        begin = end
-    # back into the packed order: position of each sample in the concatenated parts
-    where = torch.zeros(n, dtype=torch.long, device=inputs.device)
-    flat = torch.cat(flat_parts)
-    where[flat] = torch.arange(flat.shape[0], device=inputs.device)
-    out = torch.cat(value_parts).index_select(0, where)
-    if flat.shape[0] != n:  # samples outside every ray's slice (packed_info not covering all): left at 1
-        covered = torch.zeros(n, dtype=torch.bool, device=inputs.device)
-        covered[flat] = True
-        out = torch.where(covered, out, torch.ones_like(out))
+        positions.append((info[:, :1] + torch.arange(rows.shape[1], device=inputs.device))[mask])
+        values.append(torch.cumprod(rows, dim=1)[mask])
+    return _at_positions(torch.cat(positions), torch.cat(values), n, 1.0)
+
+
+def _at_positions(positions: Tensor, values: Tensor, n: int, fill: float) -> Tensor:
+    """``(n,)`` with ``values`` at ``positions`` (each sample of a ray at its own index) and ``fill`` where no ray
+    covers a sample; differentiable in ``values``."""
+    where = torch.zeros(n, dtype=torch.long, device=values.device)
+    where[positions] = torch.arange(positions.shape[0], device=values.device)
+    out = values.index_select(0, where) if values.numel() else values.new_full((n,), fill)
+    if positions.shape[0] != n:  # packed_info covers only part of the samples
+        covered = torch.zeros(n, dtype=torch.bool, device=values.device)
+        covered[positions] = True
+        out = torch.where(covered, out, torch.full_like(out, fill))
     return out
 
 
