@@ -277,24 +277,26 @@ def test_packed_importance_sampling_with_varying_counts_matches_each_ray_alone()
     torch.testing.assert_close(out.vals[start:start + 2], edge_rows[2])
 
 
-@pytest.mark.parametrize("per_ray_counts", [False, True])
+@pytest.mark.parametrize("per_ray_counts", [False, True, "long"])
 def test_packed_importance_sampling_with_a_few_long_rays_matches_each_ray_alone(per_ray_counts, monkeypatch):
     """Many short rays and two long ones (one padded block would hold ~40x the edges, so rays go in groups of
-    similar length): each ray's samples and edges are those of the ray alone."""
+    similar length): each ray's samples and edges are those of the ray alone, with 4 new intervals per ray,
+    0-4 ("True"), or as many as each ray has edges ("long": the outputs are as uneven as the inputs)."""
     from nerfkit.sampling import pdf
 
     g = torch.Generator().manual_seed(6)
     edge_counts = torch.randint(2, 6, (80,), generator=g).tolist() + [400, 300]
-    new_counts = torch.randint(0, 5, (82,), generator=g).tolist() if per_ray_counts else [4] * 82
+    new_counts = (edge_counts if per_ray_counts == "long" else torch.randint(0, 5, (82,), generator=g).tolist()
+                  if per_ray_counts else [4] * 82)
     edge_rows = [torch.sort(torch.rand(k, generator=g) * 3, dim=-1).values for k in edge_counts]
     cdf_rows = [torch.sort(torch.rand(k, generator=g), dim=-1).values for k in edge_counts]
     vals, info = _packed(edge_rows)
     groups = []
-    real = pdf._length_classes
-    monkeypatch.setattr(pdf, "_length_classes", lambda *a: groups.append(real(*a)) or groups[-1])
+    real = pdf._length_groups
+    monkeypatch.setattr(pdf, "_length_groups", lambda *a: groups.append(real(*a)) or groups[-1])
     out, samples = importance_sampling(RayIntervals(vals=vals, packed_info=info), torch.cat(cdf_rows),
                                        torch.tensor(new_counts) if per_ray_counts else 4)
-    assert groups[0] is not None and len(groups[0][1]) >= 3  # grouped by length
+    assert groups[0] is not None and len(groups[0]) >= 3  # grouped by length
     for r, n in enumerate(new_counts):
         if n == 0:
             continue

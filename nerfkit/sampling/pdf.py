@@ -225,9 +225,10 @@ def _searchsorted_flat(k_vals: Tensor, k_info: Tensor | None, k_rid: Tensor | No
     ``(n_rays, longest ray)`` entries: 3.7 GB and 5.9 s for 0.4M keys and values when 64 of 65,600 rays had 1024
     (a 2-core CPU)."""
     device = k_vals.device
-    for info in (k_info, q_info):
-        if info is not None and bool((info[:, 0] != torch.cumsum(info[:, 1], 0) - info[:, 1]).any()):
-            return None  # not laid out ray after ray: the padded path handles any layout
+    for info, vals in ((k_info, k_vals), (q_info, q_vals)):
+        if info is not None and (bool((info[:, 0] != torch.cumsum(info[:, 1], 0) - info[:, 1]).any())
+                                 or int(info[:, 1].sum()) != vals.shape[0]):
+            return None  # not laid out ray after ray over every entry: the padded path handles any layout
     n_rays = k_info.shape[0] if k_info is not None else (q_info.shape[0] if q_info is not None else None)
     k_ray, k_counts = _ray_layout(k_vals.shape[0], k_info, k_rid, n_rays, device)
     n_rays = k_counts.shape[0] if n_rays is None else n_rays
@@ -315,38 +316,34 @@ def _invert_cdf_rows(t_rows: Tensor, cdf_rows: Tensor, counts_in: Tensor, n_per:
     return samples, edges
 
 
-def _length_classes(vals: Tensor, packed_info: Tensor | None, ray_indices: Tensor | None
-                    ) -> tuple[int, list[tuple[Tensor, Tensor, Tensor]]] | None:
-    """For packed ``vals`` laid out ray after ray whose padded rows ``(n_rays, longest ray)`` would hold more than
-    twice the entries: ``n_rays`` and, per power-of-two class of ray lengths, ``(rays, flat_idx (k, width),
-    counts (k,))`` (each class padded to its own longest ray: under 2x the entries in all). Otherwise ``None``
-    (one padded block). Rendering whole images gives such layouts: most rays short, a few long."""
+def _ray_after_ray(vals: Tensor, packed_info: Tensor | None, ray_indices: Tensor | None
+                   ) -> tuple[Tensor, Tensor] | None:
+    """``(counts, starts)`` of packed ``vals`` laid out ray after ray (each ray's slice right after the previous
+    one's, covering every entry), else ``None``."""
     if vals.ndim != 1 or (packed_info is None and ray_indices is None) or vals.shape[0] == 0:
         return None
-    device = vals.device
     if packed_info is not None:
-        counts = packed_info[:, 1].long()
-        starts = packed_info[:, 0].long()
-        if bool((starts != torch.cumsum(counts, 0) - counts).any()):
+        counts, starts = packed_info[:, 1].long(), packed_info[:, 0].long()
+        if counts.shape[0] == 0 or bool((starts != torch.cumsum(counts, 0) - counts).any()) \
+                or int(counts.sum()) != vals.shape[0]:
             return None
-    else:
-        rid = ray_indices.long()
-        if rid.numel() > 1 and bool((rid[1:] < rid[:-1]).any()):
-            return None
-        counts = torch.bincount(rid)
-        starts = torch.cumsum(counts, 0) - counts
-    n_rays = counts.shape[0]
-    if n_rays * int(counts.max()) <= 2 * vals.shape[0]:
+        return counts, starts
+    rid = ray_indices.long()
+    if rid.numel() > 1 and bool((rid[1:] < rid[:-1]).any()):
         return None
-    classes = torch.ceil(torch.log2(counts.clamp_min(1).double())).long()
-    groups = []
-    for c in torch.unique(classes).tolist():
-        rays = torch.nonzero(classes == c)[:, 0]
-        sub_counts = counts.index_select(0, rays)
-        width = max(int(sub_counts.max()), 1)
-        flat_idx = starts.index_select(0, rays)[:, None] + torch.arange(width, device=device)
-        groups.append((rays, flat_idx, sub_counts))
-    return n_rays, groups
+    counts = torch.bincount(rid)
+    return counts, torch.cumsum(counts, 0) - counts
+
+
+def _length_groups(need: Tensor) -> list[Tensor] | None:
+    """Rays grouped by power-of-two classes of ``need (n_rays,)`` (the width each ray's rows take) when one block
+    of ``(n_rays, max need)`` would hold more than twice the entries, else ``None``: each group padded to its own
+    widest ray holds under 2x its entries. Rendering whole images gives such layouts: most rays short, a few
+    long."""
+    if need.numel() == 0 or need.shape[0] * int(need.max()) <= 2 * int(need.sum()):
+        return None
+    classes = torch.ceil(torch.log2(need.clamp_min(1).double())).long()
+    return [torch.nonzero(classes == c)[:, 0] for c in torch.unique(classes).tolist()]
 
 
 @torch.no_grad()
@@ -388,12 +385,12 @@ def importance_sampling(
     vals = intervals.vals
     if cdfs.shape != vals.shape:
         raise ValueError(f"cdfs {tuple(cdfs.shape)} must be shaped like intervals.vals {tuple(vals.shape)}")
-    classes = _length_classes(vals, intervals.packed_info, intervals.ray_indices)
-    if classes is None:
+    layout = _ray_after_ray(vals, intervals.packed_info, intervals.ray_indices)
+    if layout is None:
         edges_in = _as_rows(vals, intervals.packed_info, intervals.ray_indices)
         n_rays, full_rows = edges_in.rows.shape[0], edges_in.flat_idx is None
     else:
-        n_rays, full_rows = classes[0], False
+        n_rays, full_rows = layout[0].shape[0], False
     device, dtype = vals.device, vals.dtype
 
     packed_out = isinstance(n_intervals_per_ray, Tensor)
@@ -408,42 +405,66 @@ def importance_sampling(
             raise ValueError(f"n_intervals_per_ray must be >= 1, got {n_intervals_per_ray}")
         n_per = torch.full((n_rays,), n_max, dtype=torch.long, device=device)
 
-    if classes is None:
+    groups = None
+    if layout is not None:  # rays of very different lengths (in or out): grouped, each group padded to its own
+        groups = _length_groups(torch.maximum(layout[0], n_per + 1) if packed_out else layout[0])
+        if groups is None:
+            edges_in = _as_rows(vals, intervals.packed_info, intervals.ray_indices)
+    if groups is None:
         cdf_rows = (cdfs.reshape(edges_in.rows.shape) if full_rows
                     else _as_rows(cdfs, intervals.packed_info, intervals.ray_indices).rows)
         samples, edges = _invert_cdf_rows(edges_in.rows, cdf_rows.to(dtype), edges_in.counts, n_per, n_max,
                                           packed_out, stratified, generator, full_rows)
-    else:  # rays grouped by length, each group padded only to its own longest ray
-        samples = vals.new_empty((n_rays, n_max))
-        edges = vals.new_empty((n_rays, n_max + 1))
-        for rays, flat_idx, counts in classes[1]:
-            rows_idx = flat_idx.clamp(0, vals.shape[0] - 1)
-            s_rows, e_rows = _invert_cdf_rows(vals[rows_idx], cdfs[rows_idx].to(dtype), counts, n_per[rays], n_max,
-                                              packed_out, stratified, generator, False)
+        if not packed_out:
+            lead = vals.shape[:-1] if full_rows else (n_rays,)
+            return (RayIntervals(vals=edges.reshape(*lead, n_max + 1)),
+                    RaySamples(vals=samples.reshape(*lead, n_max)))
+        s_mask = torch.arange(n_max, device=device)[None, :] < n_per[:, None]
+        e_mask = torch.arange(n_max + 1, device=device)[None, :] < ((n_per + 1) * (n_per > 0))[:, None]
+        return _packed_outputs(samples[s_mask], edges[e_mask], n_per)
+
+    counts, starts = layout
+    if packed_out:
+        s_starts = torch.cumsum(n_per, 0) - n_per
+        e_counts = (n_per + 1) * (n_per > 0)
+        e_starts = torch.cumsum(e_counts, 0) - e_counts
+        sample_vals = vals.new_empty((int(n_per.sum()),))
+        edge_vals = vals.new_empty((int(e_counts.sum()),))
+    else:
+        samples, edges = vals.new_empty((n_rays, n_max)), vals.new_empty((n_rays, n_max + 1))
+    for rays in groups:
+        ray_counts, ray_n = counts.index_select(0, rays), n_per.index_select(0, rays)
+        width = max(int(ray_counts.max()), 1)
+        rows_idx = (starts.index_select(0, rays)[:, None] + torch.arange(width, device=device)).clamp_max(
+            vals.shape[0] - 1)
+        group_n = max(int(ray_n.max()), 1) if packed_out else n_max
+        s_rows, e_rows = _invert_cdf_rows(vals[rows_idx], cdfs[rows_idx].to(dtype), ray_counts, ray_n, group_n,
+                                          packed_out, stratified, generator, False)
+        if not packed_out:
             samples[rays], edges[rays] = s_rows, e_rows
-
+            continue
+        cols = torch.arange(group_n + 1, device=device)
+        s_mask = cols[None, :group_n] < ray_n[:, None]
+        sample_vals[(s_starts.index_select(0, rays)[:, None] + cols[:group_n])[s_mask]] = s_rows[s_mask]
+        e_mask = cols[None, :] < e_counts.index_select(0, rays)[:, None]
+        edge_vals[(e_starts.index_select(0, rays)[:, None] + cols)[e_mask]] = e_rows[e_mask]
     if not packed_out:
-        lead = vals.shape[:-1] if full_rows else (n_rays,)
-        return (RayIntervals(vals=edges.reshape(*lead, n_max + 1)),
-                RaySamples(vals=samples.reshape(*lead, n_max)))
+        return RayIntervals(vals=edges), RaySamples(vals=samples)
+    return _packed_outputs(sample_vals, edge_vals, n_per)
 
-    ray_ids = torch.arange(n_rays, device=device)
-    s_mask = torch.arange(n_max, device=device)[None, :] < n_per[:, None]
+
+def _packed_outputs(sample_vals: Tensor, edge_vals: Tensor, n_per: Tensor) -> tuple[RayIntervals, RaySamples]:
+    """:func:`importance_sampling`'s packed results from their values laid out ray after ray: ``n_per`` samples
+    and, for a ray with any, ``n_per + 1`` edges per ray."""
+    device = n_per.device
+    ray_ids = torch.arange(n_per.shape[0], device=device)
     s_starts = torch.cumsum(n_per, 0) - n_per
-    out_samples = RaySamples(
-        vals=samples[s_mask],
-        packed_info=torch.stack([s_starts, n_per], dim=-1),
-        ray_indices=torch.repeat_interleave(ray_ids, n_per),
-    )
+    out_samples = RaySamples(vals=sample_vals, packed_info=torch.stack([s_starts, n_per], dim=-1),
+                             ray_indices=torch.repeat_interleave(ray_ids, n_per, output_size=sample_vals.shape[0]))
     e_counts = (n_per + 1) * (n_per > 0)
-    e_cols = torch.arange(n_max + 1, device=device)[None, :]
-    e_mask = e_cols < e_counts[:, None]
     e_starts = torch.cumsum(e_counts, 0) - e_counts
-    out_intervals = RayIntervals(
-        vals=edges[e_mask],
-        packed_info=torch.stack([e_starts, e_counts], dim=-1),
-        ray_indices=torch.repeat_interleave(ray_ids, e_counts),
-        is_left=(e_cols < n_per[:, None]).expand_as(e_mask)[e_mask],
-        is_right=(e_cols > 0).expand_as(e_mask)[e_mask],
-    )
+    e_ray = torch.repeat_interleave(ray_ids, e_counts, output_size=edge_vals.shape[0])
+    e_pos = torch.arange(edge_vals.shape[0], device=device) - e_starts.index_select(0, e_ray)
+    out_intervals = RayIntervals(vals=edge_vals, packed_info=torch.stack([e_starts, e_counts], dim=-1),
+                                 ray_indices=e_ray, is_left=e_pos < n_per.index_select(0, e_ray), is_right=e_pos > 0)
     return out_intervals, out_samples
