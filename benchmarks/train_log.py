@@ -40,7 +40,7 @@ def throughput(lines: list[dict], warmup_steps: int) -> dict:
 def memory(lines: list[dict], warmup_steps: int) -> dict:
     """Host (and device) memory in MiB at the first log line after warm-up and at the end, and the peak."""
     out = {}
-    for key in ("host_mem_mb", "device_mem_mb"):
+    for key in ("host_mem_mb", "device_mem_mb", "device_reserved_mb"):
         values = [r[key] for r in lines if key in r and r["step"] > warmup_steps]
         if values:
             out[key] = {"after_warmup": values[0], "end": values[-1], "max": max(values)}

@@ -479,7 +479,8 @@ def _step_stats(losses: dict, params: list[torch.Tensor], device: torch.device) 
 
 
 def _memory_mb(device: torch.device) -> dict[str, float]:
-    """This process's resident host memory (Linux), and the CUDA memory its tensors hold, in MiB."""
+    """This process's resident host memory (Linux), and the CUDA memory its tensors hold and torch's caching
+    allocator has reserved (which shows growth the tensors alone may hide), in MiB."""
     out = {}
     try:
         with open("/proc/self/statm", encoding="ascii") as f:
@@ -488,6 +489,7 @@ def _memory_mb(device: torch.device) -> dict[str, float]:
         pass
     if device.type == "cuda":
         out["device_mem_mb"] = torch.cuda.memory_allocated(device) / 2**20
+        out["device_reserved_mb"] = torch.cuda.memory_reserved(device) / 2**20
     return out
 
 
