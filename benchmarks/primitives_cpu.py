@@ -623,16 +623,16 @@ def bench_image_like_pdf(size: dict, reps: int, naive_reps: int, gen: torch.Gene
     queries = RaySamples(vals=torch.rand(n, generator=gen) * 3.2 - 0.1, packed_info=info)
     calls = {"searchsorted (packed, image-like)": lambda: searchsorted(keys, queries),
              "importance_sampling (packed, image-like)": lambda: importance_sampling(keys, cdfs, 16)}
-    grouped_fns = (pdf._searchsorted_flat, pdf._length_classes)
+    grouped_fns = (pdf._searchsorted_flat, pdf._length_groups)
     rows = []
     for name, call in calls.items():
         ours = call()
-        pdf._searchsorted_flat, pdf._length_classes = (lambda *a: None), (lambda *a: None)
+        pdf._searchsorted_flat, pdf._length_groups = (lambda *a: None), (lambda *a: None)
         try:
             one_block = call()
             t_block = bench(call, naive_reps)
         finally:
-            pdf._searchsorted_flat, pdf._length_classes = grouped_fns
+            pdf._searchsorted_flat, pdf._length_groups = grouped_fns
         if name.startswith("searchsorted"):
             agree = all(torch.equal(a, b) for a, b in zip(ours, one_block))
             diff = 0.0 if agree else float("nan")
