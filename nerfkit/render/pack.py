@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["pack_info", "packed_to_padded", "padded_to_packed", "resolve_packing"]
+__all__ = ["pack_info", "packed_to_padded", "padded_to_packed", "resolve_packing", "is_ray_after_ray"]
 
 
 def pack_info(ray_indices: Tensor, n_rays: int | None = None) -> Tensor:
@@ -22,6 +22,13 @@ def pack_info(ray_indices: Tensor, n_rays: int | None = None) -> Tensor:
     counts = torch.bincount(ray_indices.long(), minlength=n_rays)
     starts = torch.cumsum(counts, 0) - counts
     return torch.stack([starts, counts], dim=-1)
+
+
+def is_ray_after_ray(packed_info: Tensor, n: int) -> bool:
+    """Whether ``packed_info (n_rays, 2)`` lays its rays out one slice after another over all ``n`` entries (the
+    layout every sampler here produces; the fast packed paths need it, the padded ones take any)."""
+    starts, counts = packed_info[:, 0].long(), packed_info[:, 1].long()
+    return int(counts.sum()) == n and torch.equal(starts, torch.cumsum(counts, 0) - counts)
 
 
 def resolve_packing(n_samples: int, packed_info: Tensor | None, ray_indices: Tensor | None,

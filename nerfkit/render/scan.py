@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import use_triton
-from .pack import pack_info, packed_to_padded
+from .pack import is_ray_after_ray, pack_info, packed_to_padded
 
 __all__ = ["inclusive_sum", "exclusive_sum", "inclusive_prod", "exclusive_prod"]
 
@@ -60,9 +60,9 @@ def _scan(inputs: Tensor, packed_info: Tensor | None, indices: Tensor | None, op
 def _contiguous_segments(packed_info: Tensor, n: int) -> Tensor | None:
     """Each sample's ray ``(N,)`` when the rays' slices follow each other and cover all ``n`` samples (the layout
     every sampler here produces), else ``None``."""
-    starts, counts = packed_info[:, 0], packed_info[:, 1]
-    if int(counts.sum()) != n or not torch.equal(starts, torch.cumsum(counts, 0) - counts):
+    if not is_ray_after_ray(packed_info, n):
         return None
+    counts = packed_info[:, 1]
     return torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts, output_size=n)
 
 

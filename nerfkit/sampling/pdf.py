@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..render.pack import is_ray_after_ray
 from .data_specs import RayIntervals, RaySamples
 
 __all__ = ["sample_pdf", "merge_edges", "searchsorted", "importance_sampling"]
@@ -226,8 +227,7 @@ def _searchsorted_flat(k_vals: Tensor, k_info: Tensor | None, k_rid: Tensor | No
     (a 2-core CPU)."""
     device = k_vals.device
     for info, vals in ((k_info, k_vals), (q_info, q_vals)):
-        if info is not None and (bool((info[:, 0] != torch.cumsum(info[:, 1], 0) - info[:, 1]).any())
-                                 or int(info[:, 1].sum()) != vals.shape[0]):
+        if info is not None and not is_ray_after_ray(info, vals.shape[0]):
             return None  # not laid out ray after ray over every entry: the padded path handles any layout
     n_rays = k_info.shape[0] if k_info is not None else (q_info.shape[0] if q_info is not None else None)
     k_ray, k_counts = _ray_layout(k_vals.shape[0], k_info, k_rid, n_rays, device)
@@ -324,8 +324,7 @@ def _ray_after_ray(vals: Tensor, packed_info: Tensor | None, ray_indices: Tensor
         return None
     if packed_info is not None:
         counts, starts = packed_info[:, 1].long(), packed_info[:, 0].long()
-        if counts.shape[0] == 0 or bool((starts != torch.cumsum(counts, 0) - counts).any()) \
-                or int(counts.sum()) != vals.shape[0]:
+        if counts.shape[0] == 0 or not is_ray_after_ray(packed_info, vals.shape[0]):
             return None
         return counts, starts
     rid = ray_indices.long()
