@@ -206,16 +206,6 @@ def searchsorted(
     return ids_left, ids_right
 
 
-def _ray_layout(n: int, info: Tensor | None, rid: Tensor | None, n_rays: int | None,
-                device: torch.device) -> tuple[Tensor, Tensor]:
-    """``ray_of (n,)`` and ``counts (n_rays,)`` of a packed layout given by ``packed_info`` or ``ray_indices``."""
-    if info is not None:
-        counts = info[:, 1].long()
-        return torch.repeat_interleave(torch.arange(counts.shape[0], device=device), counts, output_size=n), counts
-    rid = rid.long()
-    return rid, torch.bincount(rid, minlength=n_rays if n_rays is not None else 0)
-
-
 def _searchsorted_flat(k_vals: Tensor, k_info: Tensor | None, k_rid: Tensor | None, q_vals: Tensor,
                        q_info: Tensor | None, q_rid: Tensor | None) -> tuple[Tensor, Tensor] | None:
     """:func:`searchsorted` of packed values in packed keys without padding, or ``None`` where the padded rows
@@ -226,20 +216,31 @@ def _searchsorted_flat(k_vals: Tensor, k_info: Tensor | None, k_rid: Tensor | No
     ``(n_rays, longest ray)`` entries: 3.7 GB and 5.9 s for 0.4M keys and values when 64 of 65,600 rays had 1024
     (a 2-core CPU)."""
     device = k_vals.device
-    for info, vals in ((k_info, k_vals), (q_info, q_vals)):
-        if info is not None and not is_ray_after_ray(info, vals.shape[0]):
-            return None  # not laid out ray after ray over every entry: the padded path handles any layout
-    n_rays = k_info.shape[0] if k_info is not None else (q_info.shape[0] if q_info is not None else None)
-    k_ray, k_counts = _ray_layout(k_vals.shape[0], k_info, k_rid, n_rays, device)
-    n_rays = k_counts.shape[0] if n_rays is None else n_rays
-    q_ray, q_counts = _ray_layout(q_vals.shape[0], q_info, q_rid, n_rays, device)
-    if q_counts.shape[0] != n_rays:
+    # keys laid out ray after ray (their slices give each ray's start); values in any order, but every one
+    # covered by its ray (the padded path handles any other layout)
+    keys = _ray_after_ray(k_vals, k_info, k_rid)
+    if keys is None or (q_info is not None and not is_ray_after_ray(q_info, q_vals.shape[0])):
+        return None
+    k_counts, k_start = keys
+    n_rays = k_info.shape[0] if k_info is not None else (q_info.shape[0] if q_info is not None else
+                                                        max(k_counts.shape[0], int(q_rid.max()) + 1 if q_rid.numel()
+                                                            else 0))
+    if q_info is not None:
+        q_counts = q_info[:, 1].long()
+        q_ray = torch.repeat_interleave(torch.arange(q_counts.shape[0], device=device), q_counts,
+                                        output_size=q_vals.shape[0])
+    else:
+        q_ray = q_rid.long()
+        q_counts = torch.bincount(q_ray, minlength=n_rays)
+    if q_counts.shape[0] != n_rays or k_counts.shape[0] > n_rays:
         return None  # (the padded path explains the mismatch)
-    widest = max(int(k_counts.max()) if n_rays else 0, int(q_counts.max()) if q_counts.numel() else 0)
+    if k_counts.shape[0] < n_rays:  # keys by ray_indices: trailing rays without keys
+        k_counts = torch.cat([k_counts, k_counts.new_zeros(n_rays - k_counts.shape[0])])
+        k_start = torch.cumsum(k_counts, 0) - k_counts
+    widest = max(int(k_counts.max()), int(q_counts.max()) if q_counts.numel() else 0)
     if n_rays * widest <= 2 * (k_vals.shape[0] + q_vals.shape[0]):
         return None
-    if k_rid is not None and k_info is None and k_ray.numel() > 1 and bool((k_ray[1:] < k_ray[:-1]).any()):
-        return None  # keys not grouped by ray
+    k_ray = torch.repeat_interleave(torch.arange(n_rays, device=device), k_counts, output_size=k_vals.shape[0])
     n_k = k_vals.shape[0]
     vals = torch.cat([k_vals, q_vals.to(k_vals.dtype)])
     ray = torch.cat([k_ray, q_ray])
@@ -249,7 +250,6 @@ def _searchsorted_flat(k_vals: Tensor, k_info: Tensor | None, k_rid: Tensor | No
     order = order[torch.argsort(vals[order], stable=True)]  # ... by value ...
     order = order[torch.argsort(ray[order], stable=True)]  # ... within each ray
     keys_before = torch.cumsum((~is_query[order]).long(), 0)  # keys up to each position, of every ray so far
-    k_start = torch.cumsum(k_counts, 0) - k_counts
     q_sorted = order[is_query[order]] - n_k  # the values in sorted order
     pos = torch.empty(q_vals.shape[0], dtype=torch.long, device=device)
     pos[q_sorted] = keys_before[is_query[order]]
@@ -419,14 +419,12 @@ def importance_sampling(
             return (RayIntervals(vals=edges.reshape(*lead, n_max + 1)),
                     RaySamples(vals=samples.reshape(*lead, n_max)))
         s_mask = torch.arange(n_max, device=device)[None, :] < n_per[:, None]
-        e_mask = torch.arange(n_max + 1, device=device)[None, :] < ((n_per + 1) * (n_per > 0))[:, None]
+        e_mask = torch.arange(n_max + 1, device=device)[None, :] < _output_layout(n_per)[1][:, None]
         return _packed_outputs(samples[s_mask], edges[e_mask], n_per)
 
     counts, starts = layout
     if packed_out:
-        s_starts = torch.cumsum(n_per, 0) - n_per
-        e_counts = (n_per + 1) * (n_per > 0)
-        e_starts = torch.cumsum(e_counts, 0) - e_counts
+        s_starts, e_counts, e_starts = _output_layout(n_per)
         sample_vals = vals.new_empty((int(n_per.sum()),))
         edge_vals = vals.new_empty((int(e_counts.sum()),))
     else:
@@ -452,16 +450,21 @@ def importance_sampling(
     return _packed_outputs(sample_vals, edge_vals, n_per)
 
 
+def _output_layout(n_per: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Where :func:`importance_sampling`'s packed results go: each ray's first sample, its number of edges
+    (``n_per + 1``, none for a ray without samples) and its first edge, each ``(n_rays,)``."""
+    e_counts = (n_per + 1) * (n_per > 0)
+    return torch.cumsum(n_per, 0) - n_per, e_counts, torch.cumsum(e_counts, 0) - e_counts
+
+
 def _packed_outputs(sample_vals: Tensor, edge_vals: Tensor, n_per: Tensor) -> tuple[RayIntervals, RaySamples]:
     """:func:`importance_sampling`'s packed results from their values laid out ray after ray: ``n_per`` samples
     and, for a ray with any, ``n_per + 1`` edges per ray."""
     device = n_per.device
     ray_ids = torch.arange(n_per.shape[0], device=device)
-    s_starts = torch.cumsum(n_per, 0) - n_per
+    s_starts, e_counts, e_starts = _output_layout(n_per)
     out_samples = RaySamples(vals=sample_vals, packed_info=torch.stack([s_starts, n_per], dim=-1),
                              ray_indices=torch.repeat_interleave(ray_ids, n_per, output_size=sample_vals.shape[0]))
-    e_counts = (n_per + 1) * (n_per > 0)
-    e_starts = torch.cumsum(e_counts, 0) - e_counts
     e_ray = torch.repeat_interleave(ray_ids, e_counts, output_size=edge_vals.shape[0])
     e_pos = torch.arange(edge_vals.shape[0], device=device) - e_starts.index_select(0, e_ray)
     out_intervals = RayIntervals(vals=edge_vals, packed_info=torch.stack([e_starts, e_counts], dim=-1),
