@@ -42,10 +42,6 @@ def _scan(inputs: Tensor, packed_info: Tensor | None, indices: Tensor | None, op
             return inputs * 0.0
         # sums over a layout that is not ray after ray: one padded block, each sample back at its own index
         rows, mask = packed_to_padded(inputs, packed_info, fill=0.0)
-        cols = torch.arange(rows.shape[1], device=inputs.device)
-        out = torch.cumsum(rows, dim=-1)
-        out = out - rows if exclusive else out
-        return _at_positions((packed_info[:, :1].long() + cols)[mask], out[mask], inputs.shape[0], 0.0)
     if op == "sum":
         out = torch.cumsum(rows, dim=-1)
         if exclusive:
@@ -54,7 +50,10 @@ def _scan(inputs: Tensor, packed_info: Tensor | None, indices: Tensor | None, op
         if exclusive:
             rows = torch.cat([torch.ones_like(rows[..., :1]), rows[..., :-1]], dim=-1)
         out = torch.cumprod(rows, dim=-1)
-    return out
+    if packed_info is None:
+        return out
+    cols = torch.arange(rows.shape[1], device=inputs.device)
+    return _at_positions((packed_info[:, :1].long() + cols)[mask], out[mask], inputs.shape[0], 0.0)
 
 
 def _contiguous_segments(packed_info: Tensor, n: int) -> Tensor | None:
